@@ -1,0 +1,113 @@
+//! The interface between the session (which owns the sockets) and the policy layer (which
+//! decides what each statement becomes).
+//!
+//! The session asks [`SessionHooks`] about every Query and Parse before anything is sent
+//! upstream; the answer is a [`Decision`]. The hooks do no IO: they return values that the
+//! session carries out, so the same decision code serves the live proxy and
+//! `pgbelay check`.
+
+use crate::wire::TxStatus;
+use crate::wire::encode::ErrorFields;
+
+/// What the client told us at startup, and what the server has reported since.
+#[derive(Debug, Clone, Default)]
+pub struct SessionInfo {
+    /// `user` from the StartupMessage.
+    pub user: String,
+    /// `database` from the StartupMessage (defaults to the user, as in PostgreSQL).
+    pub database: String,
+    /// `application_name`, updated from ParameterStatus.
+    pub application_name: String,
+    /// `client_encoding` as last reported by the server (ParameterStatus).
+    pub client_encoding: String,
+    /// Peer address of the client.
+    pub client_addr: String,
+}
+
+/// Where the session stands when a statement arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// Transaction status from the last ReadyForQuery the server sent.
+    pub tx_status: TxStatus,
+    /// True when requests are still waiting for their responses, so `tx_status` may be
+    /// out of date by the time this statement runs (a pipelining client).
+    pub pipelined: bool,
+    /// True when this message opens an extended-protocol batch (nothing since the last
+    /// Sync). Statements can only be injected before a batch at its start.
+    pub batch_start: bool,
+}
+
+/// What to do with one Query or Parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Forward the original bytes.
+    Forward,
+    /// Send something else, possibly with injected statements around it.
+    Rewrite(Plan),
+    /// Do not run it; the client gets this error (and, for Parse, the extended protocol's
+    /// discard-until-Sync behaviour), exactly as if the server had raised it.
+    Refuse(ErrorFields),
+}
+
+/// A rewrite, built by the policy and carried out by the session.
+///
+/// `before` statements are sent as simple Queries ahead of the client's message (for a
+/// Parse: ahead of its batch, so only at a batch start); `after` statements follow it (for a
+/// Parse: follow the batch's Sync). Their replies are swallowed, except ErrorResponses,
+/// which reach the client; when `after` is not empty, the client's ReadyForQuery is the
+/// one that answers the last `after` statement, so it reports the true transaction status.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    /// Statements run before the client's message.
+    pub before: Vec<String>,
+    /// Replacement SQL for the message; `None` keeps the client's text.
+    pub sql: Option<String>,
+    /// Statements run after the client's message (or its batch).
+    pub after: Vec<String>,
+}
+
+/// Per-session policy state; one instance per client session.
+pub trait SessionHooks: Send {
+    /// A simple-protocol Query message.
+    fn on_query(&mut self, info: &SessionInfo, at: Position, sql: &str) -> Decision;
+
+    /// A Parse message; `name` is empty for the unnamed statement.
+    fn on_parse(&mut self, info: &SessionInfo, at: Position, name: &str, sql: &str) -> Decision;
+
+    /// Text of a Query or Parse that is not valid in the session's client_encoding.
+    /// The default refuses it: what cannot be read cannot be judged.
+    fn on_undecodable(&mut self, info: &SessionInfo) -> Decision {
+        Decision::Refuse(ErrorFields::error(
+            crate::wire::sqlstate::SqlState::CHARACTER_NOT_IN_REPERTOIRE,
+            format!(
+                "pgbelay: statement text is not valid {}",
+                info.client_encoding
+            ),
+        ))
+    }
+}
+
+/// Makes the per-session hooks; shared by every session of one proxy.
+pub trait Hooks: Send + Sync + 'static {
+    /// Called once the StartupMessage is known.
+    fn session(&self, info: &SessionInfo) -> Box<dyn SessionHooks>;
+}
+
+/// The default: everything passes through unchanged.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PassThrough;
+
+impl SessionHooks for PassThrough {
+    fn on_query(&mut self, _: &SessionInfo, _: Position, _: &str) -> Decision {
+        Decision::Forward
+    }
+    fn on_parse(&mut self, _: &SessionInfo, _: Position, _: &str, _: &str) -> Decision {
+        Decision::Forward
+    }
+}
+
+impl Hooks for PassThrough {
+    fn session(&self, _: &SessionInfo) -> Box<dyn SessionHooks> {
+        Box::new(PassThrough)
+    }
+}

@@ -1,0 +1,234 @@
+//! Typed views of the frames the proxy inspects, decoded with pgwire.
+//!
+//! pgwire's decoders read past a short body with `get_u8` (a panic on hostile input) and
+//! turn invalid UTF-8 into U+FFFD, so each view first checks the layout and the text
+//! itself on the original bytes, then lets pgwire decode exactly one validated frame.
+
+use bytes::BytesMut;
+use pgwire::messages::{DecodeContext, Message, ProtocolVersion};
+
+use super::{Frame, FrameError, TxStatus};
+
+/// Statement text that is not valid UTF-8: the caller decides (refuse, fail closed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotUtf8;
+
+fn decode<M: Message>(frame: &Frame, what: &'static str) -> Result<M, FrameError> {
+    let mut buf = BytesMut::from(&frame.bytes()[..]);
+    let ctx = DecodeContext::new(ProtocolVersion::PROTOCOL3_0);
+    match M::decode(&mut buf, &ctx) {
+        Ok(Some(m)) => Ok(m),
+        _ => Err(FrameError::Malformed(what)),
+    }
+}
+
+/// Splits a NUL-terminated string off `body`, returning it and the rest.
+fn cstr(body: &[u8]) -> Option<(&[u8], &[u8])> {
+    let end = body.iter().position(|&b| b == 0)?;
+    Some((&body[..end], &body[end + 1..]))
+}
+
+/// A Query message: the SQL text.
+#[derive(Debug)]
+pub struct Query {
+    /// The text, or `Err` when it is not UTF-8.
+    pub sql: Result<String, NotUtf8>,
+}
+
+impl Query {
+    /// Decodes a `Q` frame.
+    pub fn decode(frame: &Frame) -> Result<Query, FrameError> {
+        let (text, rest) = cstr(frame.body()).ok_or(FrameError::Malformed("Query"))?;
+        if !rest.is_empty() {
+            return Err(FrameError::Malformed("Query"));
+        }
+        if std::str::from_utf8(text).is_err() {
+            return Ok(Query { sql: Err(NotUtf8) });
+        }
+        let q: pgwire::messages::simplequery::Query = decode(frame, "Query")?;
+        Ok(Query { sql: Ok(q.query) })
+    }
+}
+
+/// A Parse message: statement name and SQL text.
+#[derive(Debug)]
+pub struct Parse {
+    /// Prepared statement name; empty for the unnamed statement.
+    pub name: String,
+    /// The text, or `Err` when it is not UTF-8.
+    pub sql: Result<String, NotUtf8>,
+    /// Parameter type OIDs the client specified.
+    pub param_types: Vec<u32>,
+}
+
+impl Parse {
+    /// Decodes a `P` frame.
+    pub fn decode(frame: &Frame) -> Result<Parse, FrameError> {
+        let bad = FrameError::Malformed("Parse");
+        let (name, rest) = cstr(frame.body()).ok_or(bad.clone())?;
+        let (text, rest) = cstr(rest).ok_or(bad.clone())?;
+        if rest.len() < 2 {
+            return Err(bad);
+        }
+        let n = u16::from_be_bytes([rest[0], rest[1]]) as usize;
+        if rest.len() != 2 + 4 * n {
+            return Err(bad);
+        }
+        let name = std::str::from_utf8(name)
+            .map_err(|_| bad.clone())?
+            .to_string();
+        if std::str::from_utf8(text).is_err() {
+            return Ok(Parse {
+                name,
+                sql: Err(NotUtf8),
+                param_types: Vec::new(),
+            });
+        }
+        let p: pgwire::messages::extendedquery::Parse = decode(frame, "Parse")?;
+        Ok(Parse {
+            name,
+            sql: Ok(p.query),
+            param_types: p.type_oids,
+        })
+    }
+}
+
+/// The status byte of ReadyForQuery.
+pub fn ready_for_query(frame: &Frame) -> Result<TxStatus, FrameError> {
+    let bad = FrameError::Malformed("ReadyForQuery");
+    if frame.body().len() != 1 {
+        return Err(bad);
+    }
+    let rfq: pgwire::messages::response::ReadyForQuery = decode(frame, "ReadyForQuery")?;
+    TxStatus::from_byte(rfq.status as u8).ok_or(bad)
+}
+
+/// A ParameterStatus: name and value.
+pub fn parameter_status(frame: &Frame) -> Result<(String, String), FrameError> {
+    let bad = FrameError::Malformed("ParameterStatus");
+    let (_, rest) = cstr(frame.body()).ok_or(bad.clone())?;
+    let (_, rest) = cstr(rest).ok_or(bad.clone())?;
+    if !rest.is_empty() {
+        return Err(bad);
+    }
+    let ps: pgwire::messages::startup::ParameterStatus = decode(frame, "ParameterStatus")?;
+    Ok((ps.name, ps.value))
+}
+
+/// The tag of a CommandComplete (`UPDATE 3`, `SELECT 10`, …).
+pub fn command_complete(frame: &Frame) -> Result<String, FrameError> {
+    let bad = FrameError::Malformed("CommandComplete");
+    let (_, rest) = cstr(frame.body()).ok_or(bad.clone())?;
+    if !rest.is_empty() {
+        return Err(bad);
+    }
+    let cc: pgwire::messages::response::CommandComplete = decode(frame, "CommandComplete")?;
+    Ok(cc.tag)
+}
+
+/// The fields of an ErrorResponse or NoticeResponse, by field code.
+#[derive(Debug, Default, Clone)]
+pub struct ErrorFieldsView {
+    /// All fields in order.
+    pub fields: Vec<(u8, String)>,
+}
+
+impl ErrorFieldsView {
+    /// One field's value (`b'C'` SQLSTATE, `b'M'` message, …).
+    pub fn get(&self, code: u8) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Decodes an ErrorResponse.
+pub fn error_response(frame: &Frame) -> Result<ErrorFieldsView, FrameError> {
+    let bad = FrameError::Malformed("ErrorResponse");
+    let mut rest = frame.body();
+    loop {
+        match rest.split_first() {
+            Some((0, tail)) if tail.is_empty() => break,
+            Some((_, tail)) => rest = cstr(tail).ok_or(bad.clone())?.1,
+            None => return Err(bad),
+        }
+    }
+    let e: pgwire::messages::response::ErrorResponse = decode(frame, "ErrorResponse")?;
+    Ok(ErrorFieldsView { fields: e.fields })
+}
+
+/// BackendKeyData: process id and secret key bytes.
+pub fn backend_key_data(frame: &Frame) -> Result<(u32, Vec<u8>), FrameError> {
+    let body = frame.body();
+    if !(8..=260).contains(&body.len()) {
+        return Err(FrameError::Malformed("BackendKeyData"));
+    }
+    let pid = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+    Ok((pid, body[4..].to_vec()))
+}
+
+/// The request code of an Authentication message (0 = ok, 3 = cleartext, 5 = md5,
+/// 10 = SASL, 11 = SASL continue, 12 = SASL final).
+pub fn authentication_code(frame: &Frame) -> Result<u32, FrameError> {
+    let body = frame.body();
+    if body.len() < 4 {
+        return Err(FrameError::Malformed("Authentication"));
+    }
+    Ok(u32::from_be_bytes([body[0], body[1], body[2], body[3]]))
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use bytes::BytesMut;
+
+    fn frame(tag: u8, body: &[u8]) -> Frame {
+        let mut b = BytesMut::new();
+        b.extend_from_slice(&[tag]);
+        b.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        b.extend_from_slice(body);
+        Frame::split(&mut b).unwrap().unwrap()
+    }
+
+    #[test]
+    fn query_text() {
+        let q = Query::decode(&frame(b'Q', b"SELECT 1\0")).unwrap();
+        assert_eq!(q.sql.unwrap(), "SELECT 1");
+        assert!(Query::decode(&frame(b'Q', b"SELECT 1")).is_err());
+        assert!(Query::decode(&frame(b'Q', b"")).is_err());
+        let q = Query::decode(&frame(b'Q', b"SELECT '\xff'\0")).unwrap();
+        assert_eq!(q.sql, Err(NotUtf8));
+    }
+
+    #[test]
+    fn parse_layout_is_checked() {
+        let p = Parse::decode(&frame(b'P', b"s1\0SELECT $1\0\0\x01\0\0\0\x17")).unwrap();
+        assert_eq!(
+            (p.name.as_str(), p.sql.unwrap().as_str()),
+            ("s1", "SELECT $1")
+        );
+        assert_eq!(p.param_types, vec![23]);
+        // Count says one type, body carries none: pgwire alone would panic here.
+        assert!(Parse::decode(&frame(b'P', b"s1\0SELECT $1\0\0\x01")).is_err());
+        assert!(Parse::decode(&frame(b'P', b"s1\0SELECT")).is_err());
+        assert!(Parse::decode(&frame(b'P', b"s1\0SELECT\0\0")).is_err());
+    }
+
+    #[test]
+    fn error_fields() {
+        let e = error_response(&frame(b'E', b"SERROR\0C22012\0Mdivision by zero\0\0")).unwrap();
+        assert_eq!(e.get(b'C'), Some("22012"));
+        assert!(error_response(&frame(b'E', b"SERROR\0C2201")).is_err());
+    }
+
+    #[test]
+    fn ready_status() {
+        assert_eq!(
+            ready_for_query(&frame(b'Z', b"T")).unwrap(),
+            TxStatus::InTransaction
+        );
+        assert!(ready_for_query(&frame(b'Z', b"X")).is_err());
+        assert!(ready_for_query(&frame(b'Z', b"")).is_err());
+    }
+}
