@@ -32,6 +32,8 @@
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod policy;
 pub mod server;
 pub mod session;
+pub mod sql;
 pub mod wire;

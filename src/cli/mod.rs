@@ -2,6 +2,10 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod check;
+pub mod demo;
+pub mod serve;
+
 use crate::config::SettingsArgs;
 
 /// pgbelay: a PostgreSQL proxy that makes every change reversible.
@@ -20,11 +24,15 @@ pub enum Command {
     Serve(SettingsArgs),
     /// Start a throwaway PostgreSQL with sample data and serve the proxy in front of it.
     Demo(SettingsArgs),
+    /// Print the policy's verdict for SQL, offline (exit 0 allow/rewrite, 1 block, 2 usage).
+    Check(check::CheckArgs),
 }
 
 /// Runs a parsed command; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
-        Command::Serve(_) | Command::Demo(_) => Ok(std::process::ExitCode::SUCCESS),
+        Command::Serve(args) => serve::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Check(args) => check::run(args),
     }
 }

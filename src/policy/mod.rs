@@ -1,0 +1,1 @@
+//! Policy: decides what each statement becomes (allow, rewrite, refuse). No IO.

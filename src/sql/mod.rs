@@ -1,0 +1,1 @@
+//! SQL reading: wraps pg_query; nothing else imports the parser.
