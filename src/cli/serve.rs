@@ -1,8 +1,32 @@
 //! `pgbelay serve`: bind, install signal handlers, run the proxy.
 
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
 use crate::config::SettingsArgs;
+use crate::server::{Proxy, signals};
+use crate::session::Hooks;
 
 /// Runs the proxy until SIGTERM/SIGINT.
-pub fn run(_args: SettingsArgs) -> anyhow::Result<std::process::ExitCode> {
-    Ok(std::process::ExitCode::SUCCESS)
+pub fn run(args: SettingsArgs) -> anyhow::Result<ExitCode> {
+    let settings = args.resolve()?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(async move {
+        let hooks = hooks(&settings);
+        let proxy = Proxy::bind(settings.clone(), hooks)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let shutdown = CancellationToken::new();
+        signals::install(shutdown.clone())?;
+        proxy.run(shutdown).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// The policy every session runs under.
+pub fn hooks(_settings: &crate::config::Settings) -> Arc<dyn Hooks> {
+    Arc::new(crate::session::PassThrough)
 }

@@ -3,13 +3,17 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{Instrument, info, info_span, warn};
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
-use crate::session::Hooks;
+use crate::session::cancel::CancelMap;
+use crate::session::{self, Hooks, Shared, Shutdown};
 
 /// A bound proxy, not yet accepting.
 pub struct Proxy {
@@ -57,10 +61,64 @@ impl Proxy {
         })
     }
 
-    /// Accepts clients until `shutdown` fires, then waits for the sessions to finish for
-    /// up to `shutdown_timeout` and closes the rest.
+    /// Accepts clients until `shutdown` fires, then lets open sessions finish (each ends
+    /// at its next idle point) for up to `shutdown_timeout`, and then closes the rest.
     pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
-        let _ = (&self.hooks, &self.settings, TaskTracker::new(), shutdown);
+        let shared = Arc::new(Shared {
+            settings: self.settings.clone(),
+            hooks: self.hooks,
+            cancels: CancelMap::default(),
+        });
+        let stop = Shutdown {
+            drain: shutdown.clone(),
+            force: CancellationToken::new(),
+        };
+        let tracker = TaskTracker::new();
+        let mut next_id: u64 = 0;
+        info!(listen = %self.listener.local_addr()?, upstream = %self.settings.upstream, "pgbelay listening");
+        loop {
+            let accepted = tokio::select! {
+                r = self.listener.accept() => r,
+                _ = shutdown.cancelled() => break,
+            };
+            let (stream, peer) = match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            next_id += 1;
+            let span = info_span!(
+                "session",
+                id = next_id,
+                %peer,
+                user = tracing::field::Empty,
+                database = tracing::field::Empty,
+                application_name = tracing::field::Empty,
+            );
+            tracker
+                .spawn(session::run(stream, peer, shared.clone(), stop.clone()).instrument(span));
+        }
+        drop(self.listener);
+        tracker.close();
+        info!(
+            sessions = tracker.len(),
+            "shutting down: waiting for sessions to finish"
+        );
+        if tokio::time::timeout(self.settings.shutdown_timeout, tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                sessions = tracker.len(),
+                "shutdown timeout: closing remaining sessions"
+            );
+            stop.force.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(10), tracker.wait()).await;
+        }
         Ok(())
     }
 }

@@ -1,5 +1,380 @@
 //! One task per client session; the only place that owns both sockets.
+//!
+//! [`run`] answers the startup packets (SSLRequest/GSSENCRequest `N`, CancelRequest
+//! forwarded to the right backend), connects upstream, forwards the StartupMessage, and
+//! then runs one `select!` loop over: client readable, upstream readable, client writable,
+//! upstream writable, and shutdown. All protocol bookkeeping lives in [`relay::Relay`],
+//! which has no IO; this module only moves bytes and ends sessions cleanly.
 
+pub mod cancel;
 mod hooks;
+mod relay;
+mod state;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
 
 pub use hooks::{Decision, Hooks, PassThrough, Plan, Position, SessionHooks, SessionInfo};
+pub use relay::{Flow, Relay, RelayError};
+pub use state::Phase;
+
+use crate::config::Settings;
+use crate::wire::encode::ErrorFields;
+use crate::wire::sqlstate::SqlState;
+use crate::wire::startup::StartupPacket;
+use crate::wire::{Frame, FrameError};
+use cancel::{CancelMap, UpstreamKey};
+
+/// Stop reading from a side while this much is waiting to be written to the other.
+const BACKPRESSURE: usize = 1 << 20;
+
+/// How long a client may take to send its startup packet (PostgreSQL's
+/// `authentication_timeout` default).
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What every session of one proxy shares.
+pub struct Shared {
+    /// Resolved settings.
+    pub settings: Arc<Settings>,
+    /// Makes each session's policy hooks.
+    pub hooks: Arc<dyn Hooks>,
+    /// Client key → upstream key, for CancelRequest.
+    pub cancels: CancelMap,
+}
+
+/// Shutdown signals a session listens to.
+#[derive(Clone)]
+pub struct Shutdown {
+    /// End the session at its next idle point.
+    pub drain: CancellationToken,
+    /// End the session now.
+    pub force: CancellationToken,
+}
+
+/// Why a session ended abnormally (logged; the client was told where possible).
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// IO on the client socket failed.
+    #[error("client io: {0}")]
+    ClientIo(std::io::Error),
+    /// IO on the upstream socket failed.
+    #[error("upstream io: {0}")]
+    UpstreamIo(std::io::Error),
+    /// The client broke the protocol.
+    #[error("client protocol: {0}")]
+    ClientProtocol(FrameError),
+    /// The server broke the protocol as far as the proxy can tell.
+    #[error("upstream protocol: {0}")]
+    UpstreamProtocol(FrameError),
+    /// The server could not be reached.
+    #[error("cannot connect to upstream: {0}")]
+    Connect(std::io::Error),
+    /// The client sent no startup packet in time.
+    #[error("startup timeout")]
+    StartupTimeout,
+}
+
+/// Runs one client session to its end. Never panics on input; errors are logged here.
+pub async fn run(mut client: TcpStream, peer: SocketAddr, shared: Arc<Shared>, stop: Shutdown) {
+    let _ = client.set_nodelay(true);
+    match run_inner(&mut client, peer, &shared, &stop).await {
+        Ok(()) => debug!("session ended"),
+        Err(e) => info!(error = %e, "session ended"),
+    }
+}
+
+async fn run_inner(
+    client: &mut TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    stop: &Shutdown,
+) -> Result<(), SessionError> {
+    let mut cbuf = BytesMut::with_capacity(8 * 1024);
+    let startup = match tokio::time::timeout(STARTUP_TIMEOUT, startup(client, &mut cbuf)).await {
+        Err(_) => return Err(SessionError::StartupTimeout),
+        Ok(Err(SessionError::ClientProtocol(e))) => {
+            let error = ErrorFields::fatal(
+                SqlState::PROTOCOL_VIOLATION,
+                format!("pgbelay: invalid startup packet: {e}"),
+            );
+            let _ = client.write_all(error.to_frame().bytes()).await;
+            return Err(SessionError::ClientProtocol(e));
+        }
+        Ok(other) => other?,
+    };
+    let (params, raw) = match startup {
+        StartupPacket::CancelRequest { pid, secret } => {
+            match shared.cancels.lookup(pid, &secret) {
+                Some(key) => {
+                    info!(pid, "forwarding cancel request");
+                    cancel::forward_cancel(&key)
+                        .await
+                        .map_err(SessionError::UpstreamIo)?;
+                }
+                None => info!(pid, "cancel request for an unknown key ignored"),
+            }
+            return Ok(());
+        }
+        StartupPacket::Startup { params, raw, .. } => (params, raw),
+        StartupPacket::SslRequest | StartupPacket::GssEncRequest => return Ok(()),
+    };
+
+    let info = session_info(&params, peer);
+    let span = tracing::Span::current();
+    span.record("user", info.user.as_str());
+    span.record("database", info.database.as_str());
+    span.record("application_name", info.application_name.as_str());
+
+    let mut upstream = match upstream::connect(&shared.settings.upstream).await {
+        Ok(u) => u,
+        Err(e) => {
+            warn!(error = %e, upstream = %shared.settings.upstream, "upstream connect failed");
+            let error = ErrorFields::fatal(
+                SqlState::SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+                format!("pgbelay: cannot connect to the server: {e}"),
+            );
+            let _ = client.write_all(error.to_frame().bytes()).await;
+            return Err(SessionError::Connect(e));
+        }
+    };
+    upstream
+        .write_all(&raw)
+        .await
+        .map_err(SessionError::UpstreamIo)?;
+
+    let hooks = shared.hooks.session(&info);
+    let relay = Relay::new(info, hooks);
+    let (client_r, client_w) = client.split();
+    let (up_r, up_w) = tokio::io::split(upstream);
+    let mut io = Io {
+        client_r,
+        client_w,
+        up_r,
+        up_w,
+        cbuf,
+        ubuf: BytesMut::with_capacity(16 * 1024),
+    };
+    io.relay_loop(relay, shared, stop).await
+}
+
+/// Reads startup packets, answering SSL/GSS requests with `N`, until a StartupMessage or
+/// CancelRequest arrives.
+async fn startup(
+    client: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<StartupPacket, SessionError> {
+    loop {
+        match StartupPacket::split(buf).map_err(SessionError::ClientProtocol)? {
+            Some(StartupPacket::SslRequest | StartupPacket::GssEncRequest) => {
+                client
+                    .write_all(b"N")
+                    .await
+                    .map_err(SessionError::ClientIo)?;
+            }
+            Some(packet) => return Ok(packet),
+            None => {
+                let n = client.read_buf(buf).await.map_err(SessionError::ClientIo)?;
+                if n == 0 {
+                    // Closed before startup (port probes, health checks).
+                    return Ok(StartupPacket::SslRequest);
+                }
+            }
+        }
+    }
+}
+
+fn session_info(params: &[(String, String)], peer: SocketAddr) -> SessionInfo {
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let user = get("user").unwrap_or_default();
+    SessionInfo {
+        database: get("database").unwrap_or_else(|| user.clone()),
+        application_name: get("application_name").unwrap_or_default(),
+        client_encoding: get("client_encoding").unwrap_or_else(|| "UTF8".into()),
+        client_addr: peer.ip().to_string(),
+        user,
+    }
+}
+
+struct Io<CR, CW, UR, UW> {
+    client_r: CR,
+    client_w: CW,
+    up_r: UR,
+    up_w: UW,
+    cbuf: BytesMut,
+    ubuf: BytesMut,
+}
+
+/// How the relay loop ended.
+enum End {
+    /// Orderly: flush what is due to both sides, then close.
+    Flush,
+    /// The client is gone: close upstream at once (no transaction may linger).
+    ClientGone,
+    /// The server is gone: tell the client (unless it already knows) and close.
+    UpstreamGone,
+}
+
+impl<CR, CW, UR, UW> Io<CR, CW, UR, UW>
+where
+    CR: AsyncRead + Unpin,
+    CW: AsyncWrite + Unpin,
+    UR: AsyncRead + Unpin,
+    UW: AsyncWrite + Unpin,
+{
+    async fn relay_loop(
+        &mut self,
+        mut relay: Relay,
+        shared: &Shared,
+        stop: &Shutdown,
+    ) -> Result<(), SessionError> {
+        let mut registration = None;
+        let (end, result) = loop {
+            if relay.phase == Phase::Draining && relay.is_idle() {
+                relay
+                    .to_client
+                    .extend_from_slice(shutdown_error().to_frame().bytes());
+                break (End::Flush, Ok(()));
+            }
+            let read_client = relay.to_upstream.len() < BACKPRESSURE;
+            let read_upstream = relay.to_client.len() < BACKPRESSURE;
+            tokio::select! {
+                r = self.client_r.read_buf(&mut self.cbuf), if read_client => match r {
+                    Ok(0) => break (End::ClientGone, Ok(())),
+                    Err(e) => break (End::ClientGone, Err(SessionError::ClientIo(e))),
+                    Ok(_) => match client_frames(&mut self.cbuf, &mut relay) {
+                        Ok(Flow::Continue) => {}
+                        Ok(Flow::Close) => break (End::Flush, Ok(())),
+                        Err(e) => {
+                            let error = ErrorFields::fatal(
+                                SqlState::PROTOCOL_VIOLATION,
+                                format!("pgbelay: invalid message from client: {e}"),
+                            );
+                            relay.to_client.extend_from_slice(error.to_frame().bytes());
+                            break (End::ClientGone, Err(SessionError::ClientProtocol(e)));
+                        }
+                    },
+                },
+                r = self.up_r.read_buf(&mut self.ubuf), if read_upstream => match r {
+                    Ok(0) => break (End::UpstreamGone, Ok(())),
+                    Err(e) => break (End::UpstreamGone, Err(SessionError::UpstreamIo(e))),
+                    Ok(_) => {
+                        match upstream_frames(&mut self.ubuf, &mut relay, shared, &mut registration) {
+                            Ok(()) => {}
+                            Err(e) => break (End::UpstreamGone, Err(SessionError::UpstreamProtocol(e))),
+                        }
+                    }
+                },
+                r = self.client_w.write_buf(&mut relay.to_client), if !relay.to_client.is_empty() => {
+                    if let Err(e) = r {
+                        break (End::ClientGone, Err(SessionError::ClientIo(e)));
+                    }
+                }
+                r = self.up_w.write_buf(&mut relay.to_upstream), if !relay.to_upstream.is_empty() => {
+                    if let Err(e) = r {
+                        break (End::UpstreamGone, Err(SessionError::UpstreamIo(e)));
+                    }
+                }
+                _ = stop.drain.cancelled(), if relay.phase == Phase::Ready => {
+                    relay.phase = Phase::Draining;
+                }
+                _ = stop.force.cancelled() => {
+                    relay.to_client.extend_from_slice(shutdown_error().to_frame().bytes());
+                    break (End::ClientGone, Ok(()));
+                }
+            }
+        };
+        self.finish(end, &mut relay).await;
+        result
+    }
+
+    async fn finish(&mut self, end: End, relay: &mut Relay) {
+        const LINGER: Duration = Duration::from_secs(5);
+        match end {
+            End::Flush => {
+                let _ = tokio::time::timeout(LINGER, self.up_w.write_all(&relay.to_upstream)).await;
+            }
+            End::ClientGone => {
+                // Terminate makes the backend end (and roll back) at once.
+                let _ = tokio::time::timeout(
+                    LINGER,
+                    self.up_w
+                        .write_all(crate::wire::encode::terminate().bytes()),
+                )
+                .await;
+            }
+            End::UpstreamGone => {
+                if !relay.upstream_fatal {
+                    let error = ErrorFields::fatal(
+                        SqlState::CONNECTION_FAILURE,
+                        "pgbelay: lost the connection to the server",
+                    );
+                    relay.to_client.extend_from_slice(error.to_frame().bytes());
+                }
+            }
+        }
+        let _ = tokio::time::timeout(LINGER, self.up_w.shutdown()).await;
+        let _ = tokio::time::timeout(LINGER, async {
+            self.client_w.write_all(&relay.to_client).await?;
+            self.client_w.shutdown().await
+        })
+        .await;
+    }
+}
+
+fn shutdown_error() -> ErrorFields {
+    ErrorFields::fatal(
+        SqlState::ADMIN_SHUTDOWN,
+        "pgbelay: terminating connection because the proxy is shutting down",
+    )
+}
+
+fn client_frames(buf: &mut BytesMut, relay: &mut Relay) -> Result<Flow, FrameError> {
+    while let Some(frame) = Frame::split(buf)? {
+        match relay.client_frame(frame) {
+            Ok(Flow::Continue) => {}
+            Ok(Flow::Close) => return Ok(Flow::Close),
+            Err(RelayError::Client(e) | RelayError::Upstream(e)) => return Err(e),
+        }
+    }
+    Ok(Flow::Continue)
+}
+
+fn upstream_frames(
+    buf: &mut BytesMut,
+    relay: &mut Relay,
+    shared: &Shared,
+    registration: &mut Option<cancel::Registration>,
+) -> Result<(), FrameError> {
+    while let Some(frame) = Frame::split(buf)? {
+        match relay.upstream_frame(frame) {
+            Ok(_) => {}
+            Err(RelayError::Client(e) | RelayError::Upstream(e)) => return Err(e),
+        }
+        if registration.is_none()
+            && let Some((pid, secret)) = relay.upstream_key.clone()
+        {
+            let reg = shared.cancels.register(UpstreamKey {
+                addr: shared.settings.upstream.clone(),
+                pid,
+                secret,
+            });
+            let key = reg.client_key();
+            relay.client_key = Some((key.pid, key.secret.clone()));
+            *registration = Some(reg);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,453 @@
+//! The relay's bookkeeping, without IO: client frames in, upstream bytes out; upstream
+//! frames in, client bytes out. `Session` (mod.rs) owns the sockets and feeds this.
+
+use std::collections::VecDeque;
+
+use bytes::BytesMut;
+use tracing::debug;
+
+use super::hooks::{Decision, Plan, Position, SessionHooks, SessionInfo};
+use super::state::{Batch, Origin, Phase, Poison, Unit};
+use crate::wire::encode::{self, ErrorFields};
+use crate::wire::sqlstate::SqlState;
+use crate::wire::{BackendTag, Frame, FrameError, FrontendTag, TxStatus, decode};
+
+/// What the session loop should do after a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep going.
+    Continue,
+    /// Flush what is buffered for the client, then end the session.
+    Close,
+}
+
+/// Why the relay gave up on a session.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The client sent something that is not the protocol.
+    #[error("client: {0}")]
+    Client(FrameError),
+    /// The server sent something the proxy cannot follow.
+    #[error("upstream: {0}")]
+    Upstream(FrameError),
+}
+
+/// Bookkeeping for one session.
+pub struct Relay {
+    /// Startup parameters and what the server reported.
+    pub info: SessionInfo,
+    /// Where the session is.
+    pub phase: Phase,
+    /// Transaction status from the last ReadyForQuery.
+    pub tx_status: TxStatus,
+    /// Bytes due to the client.
+    pub to_client: BytesMut,
+    /// Bytes due to the server.
+    pub to_upstream: BytesMut,
+    /// The upstream backend's key, once the server sent it.
+    pub upstream_key: Option<(u32, Vec<u8>)>,
+    /// The key given to the client, substituted into BackendKeyData.
+    pub client_key: Option<(u32, Vec<u8>)>,
+    /// True once the server sent a FATAL: it closes next, and the client already knows.
+    pub upstream_fatal: bool,
+    hooks: Box<dyn SessionHooks>,
+    pending: VecDeque<Unit>,
+    batch: Batch,
+    poison_seq: u64,
+    session_tag: u64,
+}
+
+impl Relay {
+    /// A relay for a session that has sent its StartupMessage.
+    pub fn new(info: SessionInfo, hooks: Box<dyn SessionHooks>) -> Relay {
+        Relay {
+            info,
+            phase: Phase::Auth,
+            tx_status: TxStatus::Idle,
+            to_client: BytesMut::with_capacity(16 * 1024),
+            to_upstream: BytesMut::with_capacity(16 * 1024),
+            upstream_key: None,
+            client_key: None,
+            upstream_fatal: false,
+            hooks,
+            pending: VecDeque::new(),
+            batch: Batch::Closed,
+            poison_seq: 0,
+            session_tag: rand::random::<u64>(),
+        }
+    }
+
+    /// True when nothing is in flight and no transaction is open: a safe point to end.
+    pub fn is_idle(&self) -> bool {
+        self.pending.is_empty()
+            && matches!(self.batch, Batch::Closed)
+            && self.tx_status == TxStatus::Idle
+            && self.phase != Phase::Auth
+    }
+
+    fn to_client(&mut self, frame: &Frame) {
+        self.to_client.extend_from_slice(frame.bytes());
+    }
+
+    fn to_upstream(&mut self, frame: &Frame) {
+        self.to_upstream.extend_from_slice(frame.bytes());
+    }
+
+    fn position(&self) -> Position {
+        Position {
+            tx_status: self.tx_status,
+            pipelined: !self.pending.is_empty(),
+            batch_start: matches!(self.batch, Batch::Closed),
+        }
+    }
+
+    /// A refusal can be answered without the server when nothing is in flight and no
+    /// transaction block is open: then the server's state is exactly what a failed
+    /// statement would leave (idle, nothing run).
+    fn can_answer_locally(&self) -> bool {
+        self.pending.is_empty()
+            && matches!(self.batch, Batch::Closed)
+            && self.tx_status == TxStatus::Idle
+    }
+
+    fn next_poison(&mut self, error: ErrorFields) -> Poison {
+        self.poison_seq += 1;
+        Poison {
+            nonce: format!("pgbelay_refused_{:x}_{}", self.session_tag, self.poison_seq),
+            error,
+        }
+    }
+
+    /// Handles one frame from the client.
+    pub fn client_frame(&mut self, frame: Frame) -> Result<Flow, RelayError> {
+        let tag = frame.frontend_tag().map_err(RelayError::Client)?;
+        if self.phase == Phase::Auth {
+            return match tag {
+                FrontendTag::Password => {
+                    self.to_upstream(&frame);
+                    Ok(Flow::Continue)
+                }
+                FrontendTag::Terminate => Ok(Flow::Close),
+                _ => Err(RelayError::Client(FrameError::UnknownTag(tag_char(&frame)))),
+            };
+        }
+        if matches!(self.batch, Batch::Discarding) {
+            return Ok(self.discarding(tag));
+        }
+        match tag {
+            FrontendTag::Query => self.query(&frame)?,
+            FrontendTag::Parse => self.parse(&frame)?,
+            FrontendTag::Sync => self.sync(&frame),
+            FrontendTag::Bind
+            | FrontendTag::Describe
+            | FrontendTag::Execute
+            | FrontendTag::Close
+            | FrontendTag::Flush => {
+                self.open_batch(Vec::new());
+                self.to_upstream(&frame);
+            }
+            FrontendTag::FunctionCall => {
+                let error = ErrorFields::error(
+                    SqlState::FEATURE_NOT_SUPPORTED,
+                    "pgbelay: fast-path function calls are refused",
+                )
+                .with_detail("statement class: function call by OID")
+                .with_hint("call the function with SELECT instead, so it can be checked");
+                self.refuse_simple(error);
+            }
+            FrontendTag::CopyData | FrontendTag::CopyDone | FrontendTag::CopyFail => {
+                self.to_upstream(&frame);
+            }
+            FrontendTag::Password => self.to_upstream(&frame),
+            FrontendTag::Terminate => {
+                self.to_upstream(&frame);
+                return Ok(Flow::Close);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// In a locally refused batch: drop everything until Sync, then answer it.
+    fn discarding(&mut self, tag: FrontendTag) -> Flow {
+        match tag {
+            FrontendTag::Sync => {
+                self.batch = Batch::Closed;
+                let ready = encode::ready_for_query(self.tx_status);
+                self.to_client(&ready);
+                Flow::Continue
+            }
+            FrontendTag::Terminate => Flow::Close,
+            _ => Flow::Continue,
+        }
+    }
+
+    fn query(&mut self, frame: &Frame) -> Result<(), RelayError> {
+        let query = decode::Query::decode(frame).map_err(RelayError::Client)?;
+        let at = self.position();
+        let decision = match &query.sql {
+            Ok(sql) => self.hooks.on_query(&self.info, at, sql),
+            Err(_) => self.hooks.on_undecodable(&self.info),
+        };
+        debug!(?decision, "query");
+        match decision {
+            Decision::Forward => {
+                self.pending.push_back(Unit {
+                    origin: Origin::Client {
+                        swallow_ready: false,
+                        poison: None,
+                    },
+                });
+                self.to_upstream(frame);
+            }
+            Decision::Rewrite(plan) => {
+                let Plan { before, sql, after } = plan;
+                self.inject(&before, false);
+                self.pending.push_back(Unit {
+                    origin: Origin::Client {
+                        swallow_ready: !after.is_empty(),
+                        poison: None,
+                    },
+                });
+                match sql {
+                    Some(sql) => self.to_upstream(&encode::query(&sql)),
+                    None => self.to_upstream(frame),
+                }
+                self.inject(&after, true);
+            }
+            Decision::Refuse(error) => self.refuse_simple(error),
+        }
+        Ok(())
+    }
+
+    /// Refuses a Query or FunctionCall: locally when that is exact, else by poison.
+    fn refuse_simple(&mut self, error: ErrorFields) {
+        if self.can_answer_locally() {
+            self.to_client(&error.to_frame());
+            let ready = encode::ready_for_query(self.tx_status);
+            self.to_client(&ready);
+            return;
+        }
+        let poison = self.next_poison(error);
+        self.to_upstream(&encode::query(&poison.sql()));
+        self.pending.push_back(Unit {
+            origin: Origin::Client {
+                swallow_ready: false,
+                poison: Some(poison),
+            },
+        });
+    }
+
+    /// Sends injected statements as simple Queries; the last of an `after` list hands its
+    /// ReadyForQuery to the client.
+    fn inject(&mut self, statements: &[String], after: bool) {
+        for (i, sql) in statements.iter().enumerate() {
+            self.to_upstream(&encode::query(sql));
+            self.pending.push_back(Unit {
+                origin: Origin::Injected {
+                    forward_ready: after && i + 1 == statements.len(),
+                },
+            });
+        }
+    }
+
+    /// Opens a batch if none is open (its unit ends with the Sync's ReadyForQuery).
+    fn open_batch(&mut self, after: Vec<String>) {
+        if matches!(self.batch, Batch::Closed) {
+            self.pending.push_back(Unit {
+                origin: Origin::Client {
+                    swallow_ready: !after.is_empty(),
+                    poison: None,
+                },
+            });
+            self.batch = Batch::Open { after };
+        }
+    }
+
+    fn parse(&mut self, frame: &Frame) -> Result<(), RelayError> {
+        let parse = decode::Parse::decode(frame).map_err(RelayError::Client)?;
+        let at = self.position();
+        let decision = match &parse.sql {
+            Ok(sql) => self.hooks.on_parse(&self.info, at, &parse.name, sql),
+            Err(_) => self.hooks.on_undecodable(&self.info),
+        };
+        debug!(?decision, name = %parse.name, "parse");
+        match decision {
+            Decision::Forward => {
+                self.open_batch(Vec::new());
+                self.to_upstream(frame);
+            }
+            Decision::Rewrite(plan) => {
+                let Plan { before, sql, after } = plan;
+                let batch_open = !matches!(self.batch, Batch::Closed);
+                if batch_open && !(before.is_empty() && after.is_empty()) {
+                    let error = ErrorFields::error(
+                        SqlState::INSUFFICIENT_PRIVILEGE,
+                        "pgbelay: this statement must start its own extended-protocol batch",
+                    )
+                    .with_detail("pgbelay wraps it in its own transaction, which cannot begin in the middle of a pipeline")
+                    .with_hint("send Sync before this statement");
+                    self.refuse_parse(error);
+                    return Ok(());
+                }
+                self.inject(&before, false);
+                self.open_batch(after);
+                match sql {
+                    Some(sql) => {
+                        let name = parse.name.as_str();
+                        self.to_upstream(&encode::parse(name, &sql, &parse.param_types));
+                    }
+                    None => self.to_upstream(frame),
+                }
+            }
+            Decision::Refuse(error) => self.refuse_parse(error),
+        }
+        Ok(())
+    }
+
+    /// Refuses a Parse the way a server-side parse error behaves: ErrorResponse, then
+    /// everything up to Sync is discarded, then ReadyForQuery.
+    fn refuse_parse(&mut self, error: ErrorFields) {
+        if self.can_answer_locally() {
+            self.to_client(&error.to_frame());
+            self.batch = Batch::Discarding;
+            return;
+        }
+        let poison = self.next_poison(error);
+        let sql = poison.sql();
+        if matches!(self.batch, Batch::Closed) {
+            self.pending.push_back(Unit {
+                origin: Origin::Client {
+                    swallow_ready: false,
+                    poison: Some(poison),
+                },
+            });
+            self.batch = Batch::Open { after: Vec::new() };
+        } else if let Some(Unit {
+            origin: Origin::Client { poison: slot, .. },
+        }) = self.pending.back_mut()
+        {
+            *slot = Some(poison);
+        }
+        self.to_upstream(&encode::parse("", &sql, &[]));
+    }
+
+    fn sync(&mut self, frame: &Frame) {
+        self.open_batch(Vec::new());
+        self.to_upstream(frame);
+        if let Batch::Open { after } = std::mem::take(&mut self.batch) {
+            self.inject(&after, true);
+        }
+    }
+
+    /// Handles one frame from the server.
+    pub fn upstream_frame(&mut self, frame: Frame) -> Result<Flow, RelayError> {
+        match frame.backend_tag() {
+            BackendTag::ParameterStatus => {
+                let (name, value) =
+                    decode::parameter_status(&frame).map_err(RelayError::Upstream)?;
+                match name.as_str() {
+                    "client_encoding" => self.info.client_encoding = value,
+                    "application_name" => self.info.application_name = value,
+                    _ => {}
+                }
+                self.to_client(&frame);
+                return Ok(Flow::Continue);
+            }
+            BackendTag::NotificationResponse => {
+                self.to_client(&frame);
+                return Ok(Flow::Continue);
+            }
+            BackendTag::BackendKeyData => {
+                let key = decode::backend_key_data(&frame).map_err(RelayError::Upstream)?;
+                self.upstream_key = Some(key);
+                // The session registers the key and fills `client_key` before the next
+                // frame; until then nothing is sent.
+                return Ok(Flow::Continue);
+            }
+            _ => {}
+        }
+        if self.phase == Phase::Auth {
+            return self.auth_frame(frame);
+        }
+        let Some(head) = self.pending.front_mut() else {
+            // Nothing requested: a FATAL before the server closes, or a notice.
+            self.note_fatal(&frame);
+            self.to_client(&frame);
+            return Ok(Flow::Continue);
+        };
+        let tag = frame.backend_tag();
+        let ready = tag == BackendTag::ReadyForQuery;
+        if ready {
+            self.tx_status = decode::ready_for_query(&frame).map_err(RelayError::Upstream)?;
+        }
+        let forward = match &mut head.origin {
+            Origin::Client {
+                swallow_ready,
+                poison,
+            } => match tag {
+                BackendTag::ReadyForQuery => !*swallow_ready,
+                BackendTag::ErrorResponse => {
+                    if let Some(p) = poison.take_if(|p| is_poison_error(&frame, p)) {
+                        self.to_client.extend_from_slice(p.error.to_frame().bytes());
+                        false
+                    } else {
+                        true
+                    }
+                }
+                _ => true,
+            },
+            Origin::Injected { forward_ready } => match tag {
+                BackendTag::ReadyForQuery => *forward_ready,
+                BackendTag::ErrorResponse => true,
+                _ => false,
+            },
+        };
+        if forward {
+            self.note_fatal(&frame);
+            self.to_client(&frame);
+        }
+        if ready {
+            self.pending.pop_front();
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn auth_frame(&mut self, frame: Frame) -> Result<Flow, RelayError> {
+        match frame.backend_tag() {
+            BackendTag::ReadyForQuery => {
+                self.tx_status = decode::ready_for_query(&frame).map_err(RelayError::Upstream)?;
+                if let Some((pid, secret)) = &self.client_key {
+                    let key = encode::backend_key_data(*pid, secret);
+                    self.to_client(&key);
+                }
+                self.phase = Phase::Ready;
+            }
+            _ => self.note_fatal(&frame),
+        }
+        self.to_client(&frame);
+        Ok(Flow::Continue)
+    }
+
+    fn note_fatal(&mut self, frame: &Frame) {
+        if frame.backend_tag() == BackendTag::ErrorResponse
+            && let Ok(fields) = decode::error_response(frame)
+            && matches!(
+                fields.get(b'V').or(fields.get(b'S')),
+                Some("FATAL" | "PANIC")
+            )
+        {
+            self.upstream_fatal = true;
+        }
+    }
+}
+
+fn is_poison_error(frame: &Frame, poison: &Poison) -> bool {
+    decode::error_response(frame)
+        .ok()
+        .and_then(|f| f.get(b'M').map(|m| m.contains(&poison.nonce)))
+        .unwrap_or(false)
+}
+
+fn tag_char(frame: &Frame) -> char {
+    frame.tag() as char
+}
