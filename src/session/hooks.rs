@@ -64,6 +64,10 @@ pub struct Plan {
     pub sql: Option<String>,
     /// Statements run after the client's message (or its batch).
     pub after: Vec<String>,
+    /// Rename the command tag of the client's statement: `(from, to)` turns a
+    /// CommandComplete `from n` into `to n` (a soft DELETE runs as an UPDATE but the client
+    /// asked for, and must see, `DELETE n`).
+    pub rename_tag: Option<(String, String)>,
 }
 
 /// Per-session policy state; one instance per client session.
@@ -73,6 +77,20 @@ pub trait SessionHooks: Send {
 
     /// A Parse message; `name` is empty for the unnamed statement.
     fn on_parse(&mut self, info: &SessionInfo, at: Position, name: &str, sql: &str) -> Decision;
+
+    /// A Bind of prepared statement `statement` (empty: the unnamed one). Lets the policy
+    /// wrap each execution of a statement it saw at Parse time; `Plan::sql` must be `None`.
+    fn on_bind(&mut self, _info: &SessionInfo, _at: Position, _statement: &str) -> Decision {
+        Decision::Forward
+    }
+
+    /// Statements to run once authentication has succeeded, before the client is told the
+    /// session is ready. If one fails, the client sees its error during startup (and
+    /// drivers treat that as a failed connection), so a guard that cannot be set up fails
+    /// closed.
+    fn on_ready(&mut self, _info: &SessionInfo) -> Vec<String> {
+        Vec::new()
+    }
 
     /// Text of a Query or Parse that is not valid in the session's client_encoding.
     /// The default refuses it: what cannot be read cannot be judged.

@@ -138,12 +138,12 @@ impl Relay {
             FrontendTag::Query => self.query(&frame)?,
             FrontendTag::Parse => self.parse(&frame)?,
             FrontendTag::Sync => self.sync(&frame),
-            FrontendTag::Bind
-            | FrontendTag::Describe
+            FrontendTag::Bind => self.bind(&frame)?,
+            FrontendTag::Describe
             | FrontendTag::Execute
             | FrontendTag::Close
             | FrontendTag::Flush => {
-                self.open_batch(Vec::new());
+                self.open_batch(Vec::new(), None);
                 self.to_upstream(&frame);
             }
             FrontendTag::FunctionCall => {
@@ -191,23 +191,19 @@ impl Relay {
         debug!(?decision, "query");
         match decision {
             Decision::Forward => {
-                self.pending.push_back(Unit {
-                    origin: Origin::Client {
-                        swallow_ready: false,
-                        poison: None,
-                    },
-                });
+                self.pending.push_back(client_unit(false, None));
                 self.to_upstream(frame);
             }
             Decision::Rewrite(plan) => {
-                let Plan { before, sql, after } = plan;
+                let Plan {
+                    before,
+                    sql,
+                    after,
+                    rename_tag,
+                } = plan;
                 self.inject(&before, false);
-                self.pending.push_back(Unit {
-                    origin: Origin::Client {
-                        swallow_ready: !after.is_empty(),
-                        poison: None,
-                    },
-                });
+                self.pending
+                    .push_back(client_unit(!after.is_empty(), rename_tag));
                 match sql {
                     Some(sql) => self.to_upstream(&encode::query(&sql)),
                     None => self.to_upstream(frame),
@@ -229,12 +225,11 @@ impl Relay {
         }
         let poison = self.next_poison(error);
         self.to_upstream(&encode::query(&poison.sql()));
-        self.pending.push_back(Unit {
-            origin: Origin::Client {
-                swallow_ready: false,
-                poison: Some(poison),
-            },
-        });
+        let mut unit = client_unit(false, None);
+        if let Origin::Client { poison: slot, .. } = &mut unit.origin {
+            *slot = Some(poison);
+        }
+        self.pending.push_back(unit);
     }
 
     /// Sends injected statements as simple Queries; the last of an `after` list hands its
@@ -251,16 +246,52 @@ impl Relay {
     }
 
     /// Opens a batch if none is open (its unit ends with the Sync's ReadyForQuery).
-    fn open_batch(&mut self, after: Vec<String>) {
+    fn open_batch(&mut self, after: Vec<String>, rename_tag: Option<(String, String)>) {
         if matches!(self.batch, Batch::Closed) {
-            self.pending.push_back(Unit {
-                origin: Origin::Client {
-                    swallow_ready: !after.is_empty(),
-                    poison: None,
-                },
-            });
+            self.pending
+                .push_back(client_unit(!after.is_empty(), rename_tag));
             self.batch = Batch::Open { after };
         }
+    }
+
+    /// Applies a Rewrite plan's injections to the batch a Parse or Bind belongs to.
+    /// Returns false (after refusing the message) when the plan needs injections but the
+    /// batch already started: a transaction cannot begin in the middle of a pipeline.
+    fn plan_batch(
+        &mut self,
+        before: &[String],
+        after: Vec<String>,
+        rename_tag: Option<(String, String)>,
+    ) -> bool {
+        let batch_open = !matches!(self.batch, Batch::Closed);
+        if batch_open {
+            if !(before.is_empty() && after.is_empty()) {
+                let error = ErrorFields::error(
+                    SqlState::INSUFFICIENT_PRIVILEGE,
+                    "pgbelay: this statement must start its own extended-protocol batch",
+                )
+                .with_detail("pgbelay wraps it in statements of its own, which cannot run in the middle of a pipeline")
+                .with_hint("send Sync before this statement");
+                self.refuse_extended(error);
+                return false;
+            }
+            if let (
+                Some(rename),
+                Some(Unit {
+                    origin:
+                        Origin::Client {
+                            rename_tag: slot, ..
+                        },
+                }),
+            ) = (rename_tag, self.pending.back_mut())
+            {
+                *slot = Some(rename);
+            }
+            return true;
+        }
+        self.inject(before, false);
+        self.open_batch(after, rename_tag);
+        true
     }
 
     fn parse(&mut self, frame: &Frame) -> Result<(), RelayError> {
@@ -273,24 +304,19 @@ impl Relay {
         debug!(?decision, name = %parse.name, "parse");
         match decision {
             Decision::Forward => {
-                self.open_batch(Vec::new());
+                self.open_batch(Vec::new(), None);
                 self.to_upstream(frame);
             }
             Decision::Rewrite(plan) => {
-                let Plan { before, sql, after } = plan;
-                let batch_open = !matches!(self.batch, Batch::Closed);
-                if batch_open && !(before.is_empty() && after.is_empty()) {
-                    let error = ErrorFields::error(
-                        SqlState::INSUFFICIENT_PRIVILEGE,
-                        "pgbelay: this statement must start its own extended-protocol batch",
-                    )
-                    .with_detail("pgbelay wraps it in its own transaction, which cannot begin in the middle of a pipeline")
-                    .with_hint("send Sync before this statement");
-                    self.refuse_parse(error);
+                let Plan {
+                    before,
+                    sql,
+                    after,
+                    rename_tag,
+                } = plan;
+                if !self.plan_batch(&before, after, rename_tag) {
                     return Ok(());
                 }
-                self.inject(&before, false);
-                self.open_batch(after);
                 match sql {
                     Some(sql) => {
                         let name = parse.name.as_str();
@@ -299,14 +325,14 @@ impl Relay {
                     None => self.to_upstream(frame),
                 }
             }
-            Decision::Refuse(error) => self.refuse_parse(error),
+            Decision::Refuse(error) => self.refuse_extended(error),
         }
         Ok(())
     }
 
-    /// Refuses a Parse the way a server-side parse error behaves: ErrorResponse, then
+    /// Refuses a Parse or Bind the way a server-side error behaves: ErrorResponse, then
     /// everything up to Sync is discarded, then ReadyForQuery.
-    fn refuse_parse(&mut self, error: ErrorFields) {
+    fn refuse_extended(&mut self, error: ErrorFields) {
         if self.can_answer_locally() {
             self.to_client(&error.to_frame());
             self.batch = Batch::Discarding;
@@ -315,24 +341,39 @@ impl Relay {
         let poison = self.next_poison(error);
         let sql = poison.sql();
         if matches!(self.batch, Batch::Closed) {
-            self.pending.push_back(Unit {
-                origin: Origin::Client {
-                    swallow_ready: false,
-                    poison: Some(poison),
-                },
-            });
-            self.batch = Batch::Open { after: Vec::new() };
-        } else if let Some(Unit {
+            self.open_batch(Vec::new(), None);
+        }
+        if let Some(Unit {
             origin: Origin::Client { poison: slot, .. },
         }) = self.pending.back_mut()
         {
             *slot = Some(poison);
         }
-        self.to_upstream(&encode::parse("", &sql, &[]));
+        // Named, so the failing Parse leaves the client's unnamed statement alone.
+        self.to_upstream(&encode::parse(&sql, &sql, &[]));
+    }
+
+    fn bind(&mut self, frame: &Frame) -> Result<(), RelayError> {
+        let statement = decode::bind_statement(frame).map_err(RelayError::Client)?;
+        let at = self.position();
+        let decision = self.hooks.on_bind(&self.info, at, &statement);
+        match decision {
+            Decision::Forward => {
+                self.open_batch(Vec::new(), None);
+                self.to_upstream(frame);
+            }
+            Decision::Rewrite(plan) => {
+                if self.plan_batch(&plan.before, plan.after, plan.rename_tag) {
+                    self.to_upstream(frame);
+                }
+            }
+            Decision::Refuse(error) => self.refuse_extended(error),
+        }
+        Ok(())
     }
 
     fn sync(&mut self, frame: &Frame) {
-        self.open_batch(Vec::new());
+        self.open_batch(Vec::new(), None);
         self.to_upstream(frame);
         if let Batch::Open { after } = std::mem::take(&mut self.batch) {
             self.inject(&after, true);
@@ -384,8 +425,16 @@ impl Relay {
             Origin::Client {
                 swallow_ready,
                 poison,
+                rename_tag,
             } => match tag {
                 BackendTag::ReadyForQuery => !*swallow_ready,
+                BackendTag::CommandComplete => match renamed(&frame, rename_tag) {
+                    Some(new) => {
+                        self.to_client.extend_from_slice(new.bytes());
+                        false
+                    }
+                    None => true,
+                },
                 BackendTag::ErrorResponse => {
                     if let Some(p) = poison.take_if(|p| is_poison_error(&frame, p)) {
                         self.to_client.extend_from_slice(p.error.to_frame().bytes());
@@ -421,6 +470,12 @@ impl Relay {
                     self.to_client(&key);
                 }
                 self.phase = Phase::Ready;
+                let statements = self.hooks.on_ready(&self.info);
+                if !statements.is_empty() {
+                    // The last one's ReadyForQuery tells the client the session is ready.
+                    self.inject(&statements, true);
+                    return Ok(Flow::Continue);
+                }
             }
             _ => self.note_fatal(&frame),
         }
@@ -439,6 +494,24 @@ impl Relay {
             self.upstream_fatal = true;
         }
     }
+}
+
+fn client_unit(swallow_ready: bool, rename_tag: Option<(String, String)>) -> Unit {
+    Unit {
+        origin: Origin::Client {
+            swallow_ready,
+            poison: None,
+            rename_tag,
+        },
+    }
+}
+
+/// `UPDATE 3` with rename (UPDATE, DELETE) becomes `DELETE 3`.
+fn renamed(frame: &Frame, rename: &Option<(String, String)>) -> Option<Frame> {
+    let (from, to) = rename.as_ref()?;
+    let tag = decode::command_complete(frame).ok()?;
+    let count = tag.strip_prefix(from.as_str())?.strip_prefix(' ')?;
+    Some(encode::command_complete(&format!("{to} {count}")))
 }
 
 fn is_poison_error(frame: &Frame, poison: &Poison) -> bool {

@@ -29,6 +29,8 @@ pub enum Origin {
         swallow_ready: bool,
         /// The request was replaced by a poison statement (see [`Poison`]).
         poison: Option<Poison>,
+        /// Rename CommandComplete tags `from n` → `to n` in this unit.
+        rename_tag: Option<(String, String)>,
     },
     /// A statement the proxy injected: responses are swallowed, except ErrorResponse (the
     /// client must learn that its transaction failed) and, if `forward_ready`, the final

@@ -93,6 +93,16 @@ impl Parse {
     }
 }
 
+/// The prepared statement a Bind refers to (the portal name comes first).
+pub fn bind_statement(frame: &Frame) -> Result<String, FrameError> {
+    let bad = FrameError::Malformed("Bind");
+    let (_, rest) = cstr(frame.body()).ok_or(bad.clone())?;
+    let (statement, _) = cstr(rest).ok_or(bad.clone())?;
+    std::str::from_utf8(statement)
+        .map(str::to_string)
+        .map_err(|_| bad)
+}
+
 /// The status byte of ReadyForQuery.
 pub fn ready_for_query(frame: &Frame) -> Result<TxStatus, FrameError> {
     let bad = FrameError::Malformed("ReadyForQuery");

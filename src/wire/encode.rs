@@ -138,6 +138,13 @@ pub fn backend_key_data(pid: u32, secret: &[u8]) -> Frame {
     ))
 }
 
+/// CommandComplete with `tag`.
+pub fn command_complete(tag: &str) -> Frame {
+    encode(&pgwire::messages::response::CommandComplete::new(clean(
+        tag,
+    )))
+}
+
 /// A Sync message.
 pub fn sync() -> Frame {
     encode(&pgwire::messages::extendedquery::Sync::new())
