@@ -27,6 +27,6 @@ pub fn run(args: SettingsArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The policy every session runs under.
-pub fn hooks(_settings: &crate::config::Settings) -> Arc<dyn Hooks> {
-    Arc::new(crate::session::PassThrough)
+pub fn hooks(settings: &crate::config::Settings) -> Arc<dyn Hooks> {
+    Arc::new(crate::policy::Guard::new(settings))
 }

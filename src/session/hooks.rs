@@ -10,7 +10,7 @@ use crate::wire::TxStatus;
 use crate::wire::encode::ErrorFields;
 
 /// What the client told us at startup, and what the server has reported since.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SessionInfo {
     /// `user` from the StartupMessage.
     pub user: String,
@@ -22,6 +22,22 @@ pub struct SessionInfo {
     pub client_encoding: String,
     /// Peer address of the client.
     pub client_addr: String,
+    /// `standard_conforming_strings` as last reported by the server: when off, `'\\'`
+    /// means something else, so the parser must read statements the same way.
+    pub standard_conforming_strings: bool,
+}
+
+impl Default for SessionInfo {
+    fn default() -> Self {
+        Self {
+            user: String::new(),
+            database: String::new(),
+            application_name: String::new(),
+            client_encoding: "UTF8".into(),
+            client_addr: String::new(),
+            standard_conforming_strings: true,
+        }
+    }
 }
 
 /// Where the session stands when a statement arrives.

@@ -205,6 +205,7 @@ fn session_info(params: &[(String, String)], peer: SocketAddr) -> SessionInfo {
         client_encoding: get("client_encoding").unwrap_or_else(|| "UTF8".into()),
         client_addr: peer.ip().to_string(),
         user,
+        ..SessionInfo::default()
     }
 }
 

@@ -85,11 +85,11 @@ impl Relay {
             && self.phase != Phase::Auth
     }
 
-    fn to_client(&mut self, frame: &Frame) {
+    fn send_client(&mut self, frame: &Frame) {
         self.to_client.extend_from_slice(frame.bytes());
     }
 
-    fn to_upstream(&mut self, frame: &Frame) {
+    fn send_upstream(&mut self, frame: &Frame) {
         self.to_upstream.extend_from_slice(frame.bytes());
     }
 
@@ -124,7 +124,7 @@ impl Relay {
         if self.phase == Phase::Auth {
             return match tag {
                 FrontendTag::Password => {
-                    self.to_upstream(&frame);
+                    self.send_upstream(&frame);
                     Ok(Flow::Continue)
                 }
                 FrontendTag::Terminate => Ok(Flow::Close),
@@ -144,7 +144,7 @@ impl Relay {
             | FrontendTag::Close
             | FrontendTag::Flush => {
                 self.open_batch(Vec::new(), None);
-                self.to_upstream(&frame);
+                self.send_upstream(&frame);
             }
             FrontendTag::FunctionCall => {
                 let error = ErrorFields::error(
@@ -156,11 +156,11 @@ impl Relay {
                 self.refuse_simple(error);
             }
             FrontendTag::CopyData | FrontendTag::CopyDone | FrontendTag::CopyFail => {
-                self.to_upstream(&frame);
+                self.send_upstream(&frame);
             }
-            FrontendTag::Password => self.to_upstream(&frame),
+            FrontendTag::Password => self.send_upstream(&frame),
             FrontendTag::Terminate => {
-                self.to_upstream(&frame);
+                self.send_upstream(&frame);
                 return Ok(Flow::Close);
             }
         }
@@ -173,7 +173,7 @@ impl Relay {
             FrontendTag::Sync => {
                 self.batch = Batch::Closed;
                 let ready = encode::ready_for_query(self.tx_status);
-                self.to_client(&ready);
+                self.send_client(&ready);
                 Flow::Continue
             }
             FrontendTag::Terminate => Flow::Close,
@@ -192,7 +192,7 @@ impl Relay {
         match decision {
             Decision::Forward => {
                 self.pending.push_back(client_unit(false, None));
-                self.to_upstream(frame);
+                self.send_upstream(frame);
             }
             Decision::Rewrite(plan) => {
                 let Plan {
@@ -205,8 +205,8 @@ impl Relay {
                 self.pending
                     .push_back(client_unit(!after.is_empty(), rename_tag));
                 match sql {
-                    Some(sql) => self.to_upstream(&encode::query(&sql)),
-                    None => self.to_upstream(frame),
+                    Some(sql) => self.send_upstream(&encode::query(&sql)),
+                    None => self.send_upstream(frame),
                 }
                 self.inject(&after, true);
             }
@@ -218,13 +218,13 @@ impl Relay {
     /// Refuses a Query or FunctionCall: locally when that is exact, else by poison.
     fn refuse_simple(&mut self, error: ErrorFields) {
         if self.can_answer_locally() {
-            self.to_client(&error.to_frame());
+            self.send_client(&error.to_frame());
             let ready = encode::ready_for_query(self.tx_status);
-            self.to_client(&ready);
+            self.send_client(&ready);
             return;
         }
         let poison = self.next_poison(error);
-        self.to_upstream(&encode::query(&poison.sql()));
+        self.send_upstream(&encode::query(&poison.sql()));
         let mut unit = client_unit(false, None);
         if let Origin::Client { poison: slot, .. } = &mut unit.origin {
             *slot = Some(poison);
@@ -236,7 +236,7 @@ impl Relay {
     /// ReadyForQuery to the client.
     fn inject(&mut self, statements: &[String], after: bool) {
         for (i, sql) in statements.iter().enumerate() {
-            self.to_upstream(&encode::query(sql));
+            self.send_upstream(&encode::query(sql));
             self.pending.push_back(Unit {
                 origin: Origin::Injected {
                     forward_ready: after && i + 1 == statements.len(),
@@ -305,7 +305,7 @@ impl Relay {
         match decision {
             Decision::Forward => {
                 self.open_batch(Vec::new(), None);
-                self.to_upstream(frame);
+                self.send_upstream(frame);
             }
             Decision::Rewrite(plan) => {
                 let Plan {
@@ -320,9 +320,9 @@ impl Relay {
                 match sql {
                     Some(sql) => {
                         let name = parse.name.as_str();
-                        self.to_upstream(&encode::parse(name, &sql, &parse.param_types));
+                        self.send_upstream(&encode::parse(name, &sql, &parse.param_types));
                     }
-                    None => self.to_upstream(frame),
+                    None => self.send_upstream(frame),
                 }
             }
             Decision::Refuse(error) => self.refuse_extended(error),
@@ -334,7 +334,7 @@ impl Relay {
     /// everything up to Sync is discarded, then ReadyForQuery.
     fn refuse_extended(&mut self, error: ErrorFields) {
         if self.can_answer_locally() {
-            self.to_client(&error.to_frame());
+            self.send_client(&error.to_frame());
             self.batch = Batch::Discarding;
             return;
         }
@@ -350,7 +350,7 @@ impl Relay {
             *slot = Some(poison);
         }
         // Named, so the failing Parse leaves the client's unnamed statement alone.
-        self.to_upstream(&encode::parse(&sql, &sql, &[]));
+        self.send_upstream(&encode::parse(&sql, &sql, &[]));
     }
 
     fn bind(&mut self, frame: &Frame) -> Result<(), RelayError> {
@@ -360,11 +360,11 @@ impl Relay {
         match decision {
             Decision::Forward => {
                 self.open_batch(Vec::new(), None);
-                self.to_upstream(frame);
+                self.send_upstream(frame);
             }
             Decision::Rewrite(plan) => {
                 if self.plan_batch(&plan.before, plan.after, plan.rename_tag) {
-                    self.to_upstream(frame);
+                    self.send_upstream(frame);
                 }
             }
             Decision::Refuse(error) => self.refuse_extended(error),
@@ -374,7 +374,7 @@ impl Relay {
 
     fn sync(&mut self, frame: &Frame) {
         self.open_batch(Vec::new(), None);
-        self.to_upstream(frame);
+        self.send_upstream(frame);
         if let Batch::Open { after } = std::mem::take(&mut self.batch) {
             self.inject(&after, true);
         }
@@ -389,13 +389,16 @@ impl Relay {
                 match name.as_str() {
                     "client_encoding" => self.info.client_encoding = value,
                     "application_name" => self.info.application_name = value,
+                    "standard_conforming_strings" => {
+                        self.info.standard_conforming_strings = value == "on";
+                    }
                     _ => {}
                 }
-                self.to_client(&frame);
+                self.send_client(&frame);
                 return Ok(Flow::Continue);
             }
             BackendTag::NotificationResponse => {
-                self.to_client(&frame);
+                self.send_client(&frame);
                 return Ok(Flow::Continue);
             }
             BackendTag::BackendKeyData => {
@@ -413,7 +416,7 @@ impl Relay {
         let Some(head) = self.pending.front_mut() else {
             // Nothing requested: a FATAL before the server closes, or a notice.
             self.note_fatal(&frame);
-            self.to_client(&frame);
+            self.send_client(&frame);
             return Ok(Flow::Continue);
         };
         let tag = frame.backend_tag();
@@ -453,7 +456,7 @@ impl Relay {
         };
         if forward {
             self.note_fatal(&frame);
-            self.to_client(&frame);
+            self.send_client(&frame);
         }
         if ready {
             self.pending.pop_front();
@@ -467,7 +470,7 @@ impl Relay {
                 self.tx_status = decode::ready_for_query(&frame).map_err(RelayError::Upstream)?;
                 if let Some((pid, secret)) = &self.client_key {
                     let key = encode::backend_key_data(*pid, secret);
-                    self.to_client(&key);
+                    self.send_client(&key);
                 }
                 self.phase = Phase::Ready;
                 let statements = self.hooks.on_ready(&self.info);
@@ -479,7 +482,7 @@ impl Relay {
             }
             _ => self.note_fatal(&frame),
         }
-        self.to_client(&frame);
+        self.send_client(&frame);
         Ok(Flow::Continue)
     }
 

@@ -1,1 +1,18 @@
-//! SQL reading: wraps pg_query; nothing else imports the parser.
+//! SQL reading: wraps pg_query (PostgreSQL's own parser); nothing else imports the parser.
+//!
+//! * `parse`: parse a Query string and split it into statements with their source text.
+//! * `walk`: a visitor that reaches every node of the tree (pg_query's own iterator does not).
+//! * `analyze`: per statement, what it is ([`Kind`]) and what it would do: the writes, the
+//!   function calls and the setting changes found anywhere in its tree.
+//!
+//! This module reports facts; it decides nothing. `policy` judges them.
+
+mod analyze;
+mod parse;
+mod walk;
+
+pub use analyze::{
+    AlterAction, Kind, QualifiedName, SettingChange, SettingName, SettingValue, Statement, Write,
+    WriteKind, analyze,
+};
+pub use parse::{Dialect, ParseError};

@@ -159,7 +159,7 @@ pub fn error_response(frame: &Frame) -> Result<ErrorFieldsView, FrameError> {
     let mut rest = frame.body();
     loop {
         match rest.split_first() {
-            Some((0, tail)) if tail.is_empty() => break,
+            Some((0, [])) => break,
             Some((_, tail)) => rest = cstr(tail).ok_or(bad.clone())?.1,
             None => return Err(bad),
         }

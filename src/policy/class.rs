@@ -1,0 +1,142 @@
+//! The typed classes the policy sorts statements into.
+
+use crate::sql::{QualifiedName, WriteKind};
+
+/// What one statement is, for the policy.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "class", content = "detail")]
+pub enum StatementClass {
+    /// Reads: passed through untouched.
+    Read,
+    /// A row change that can be recorded and undone: its kind and target table.
+    Write(WriteKind, QualifiedName),
+    /// DDL that adds, or that a later DDL undoes: allowed and logged.
+    AdditiveDdl,
+    /// SET, RESET, LISTEN, PREPARE of a read, …
+    SessionControl,
+    /// BEGIN, COMMIT, ROLLBACK, SAVEPOINT …
+    TransactionControl,
+    /// Refused without an approval token: it cannot be undone, or cannot be judged.
+    Irreversible(IrreversibleKind),
+}
+
+/// Why a statement is refused.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "name")]
+pub enum IrreversibleKind {
+    /// DROP of any object.
+    Drop,
+    /// TRUNCATE.
+    Truncate,
+    /// ALTER TABLE … DROP COLUMN.
+    DropColumn,
+    /// ALTER TABLE … ALTER COLUMN TYPE.
+    AlterColumnType,
+    /// ALTER TABLE … DROP CONSTRAINT.
+    DropConstraint,
+    /// ALTER TABLE … ALTER COLUMN … DROP EXPRESSION.
+    DropExpression,
+    /// UPDATE or DELETE without WHERE.
+    Unfiltered(WriteKind),
+    /// DO block: arbitrary code pgbelay cannot read.
+    Do,
+    /// CALL: a procedure may write and commit.
+    Call,
+    /// CREATE RULE: rewrites later statements.
+    CreateRule,
+    /// CREATE OR REPLACE of a view, function or trigger: the old definition is lost.
+    Replace,
+    /// A write inside a data-modifying CTE or subquery, or more than one write.
+    HiddenWrite(WriteKind),
+    /// EXPLAIN ANALYZE runs the write it explains.
+    ExplainAnalyzeWrite(WriteKind),
+    /// COPY (query) TO where the query writes.
+    CopyWrite(WriteKind),
+    /// SELECT … INTO creates a table from a query.
+    SelectInto,
+    /// PREPARE of a write (EXECUTE would run it unrecorded).
+    PrepareWrite(WriteKind),
+    /// EXECUTE of a prepared write.
+    ExecuteWrite(WriteKind),
+    /// EXECUTE of a statement pgbelay did not see prepared.
+    UnknownPrepared(String),
+    /// MERGE: not yet recorded.
+    Merge,
+    /// A function that destroys data or state.
+    DestructiveFunction(String),
+    /// A write or DDL touching the audit schema.
+    AuditSchema(String),
+    /// A change to a setting the guard depends on.
+    GuardSetting(String),
+    /// A client_encoding pgbelay cannot read.
+    Encoding(String),
+    /// COPY to or from a server file or program.
+    ServerSideCopy,
+    /// Two-phase commit (outlives the session).
+    TwoPhase,
+    /// A statement type pgbelay does not judge.
+    Unsupported(String),
+    /// Not parseable by PostgreSQL's parser.
+    Unparseable,
+}
+
+impl IrreversibleKind {
+    /// The short class name shown in DETAIL (`statement class: drop`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Drop => "drop",
+            Self::Truncate => "truncate",
+            Self::DropColumn => "alter table drop column",
+            Self::AlterColumnType => "alter column type",
+            Self::DropConstraint => "alter table drop constraint",
+            Self::DropExpression => "alter column drop expression",
+            Self::Unfiltered(WriteKind::Update) => "update without where",
+            Self::Unfiltered(_) => "delete without where",
+            Self::Do => "do block",
+            Self::Call => "call",
+            Self::CreateRule => "create rule",
+            Self::Replace => "create or replace",
+            Self::HiddenWrite(_) => "hidden write",
+            Self::ExplainAnalyzeWrite(_) => "explain analyze of a write",
+            Self::CopyWrite(_) => "copy of a write",
+            Self::SelectInto => "select into",
+            Self::PrepareWrite(_) => "prepare of a write",
+            Self::ExecuteWrite(_) => "execute of a write",
+            Self::UnknownPrepared(_) => "execute of an unknown statement",
+            Self::Merge => "merge",
+            Self::DestructiveFunction(_) => "destructive function",
+            Self::AuditSchema(_) => "audit schema",
+            Self::GuardSetting(_) => "guard setting",
+            Self::Encoding(_) => "client encoding",
+            Self::ServerSideCopy => "server-side copy",
+            Self::TwoPhase => "two-phase commit",
+            Self::Unsupported(_) => "unsupported statement",
+            Self::Unparseable => "unparseable",
+        }
+    }
+}
+
+impl StatementClass {
+    /// The short class name (`read`, `write`, …, or the irreversible kind's label).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write(..) => "write",
+            Self::AdditiveDdl => "additive ddl",
+            Self::SessionControl => "session control",
+            Self::TransactionControl => "transaction control",
+            Self::Irreversible(k) => k.label(),
+        }
+    }
+}
+
+/// A lower-case verb for a write kind, for messages.
+pub(crate) fn verb(kind: WriteKind) -> &'static str {
+    match kind {
+        WriteKind::Insert => "INSERT",
+        WriteKind::Update => "UPDATE",
+        WriteKind::Delete => "DELETE",
+        WriteKind::Merge => "MERGE",
+        WriteKind::CopyFrom => "COPY FROM",
+    }
+}
