@@ -33,6 +33,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod policy;
+pub mod rewrite;
 pub mod server;
 pub mod session;
 pub mod sql;

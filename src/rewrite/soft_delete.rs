@@ -1,0 +1,242 @@
+//! DELETE → soft delete (§B3): `DELETE FROM t [AS a] [USING …] WHERE p [RETURNING …]`
+//! becomes `UPDATE t [AS a] SET <col> = pg_catalog.now() [FROM …] WHERE a.<col> IS NULL
+//! AND (p) [RETURNING …]`. ONLY, the alias, USING (as FROM), WITH, RETURNING and the
+//! client's `$n` parameters carry over unchanged, so the statement works the same in the
+//! extended protocol; rows already soft-deleted are not touched again.
+
+use pg_query::protobuf::{
+    BoolExpr, BoolExprType, ColumnRef, DeleteStmt, FuncCall, Node, NullTest, NullTestType,
+    ParseResult, RangeVar, ResTarget, String as PgString, UpdateStmt, node::Node as N,
+};
+use pg_query::{DeparseOptions, ParserOptions};
+
+use super::RewriteError;
+use crate::sql::Dialect;
+
+fn node(n: N) -> Node {
+    Node { node: Some(n) }
+}
+
+fn string(s: &str) -> Node {
+    node(N::String(PgString {
+        sval: s.to_string(),
+    }))
+}
+
+fn options(dialect: Dialect) -> ParserOptions {
+    if dialect.standard_conforming_strings {
+        ParserOptions::DEFAULT
+    } else {
+        ParserOptions::DISABLE_STANDARD_CONFORMING_STRINGS
+    }
+}
+
+fn parse_one(sql: &str, dialect: Dialect) -> Result<(ParseResult, Node), RewriteError> {
+    let parsed =
+        pg_query::parse(sql, options(dialect)).map_err(|e| RewriteError::Parse(e.to_string()))?;
+    let protobuf = parsed.protobuf;
+    match protobuf.stmts.as_slice() {
+        [one] => match &one.stmt {
+            Some(stmt) => {
+                let stmt = (**stmt).clone();
+                Ok((protobuf, stmt))
+            }
+            None => Err(RewriteError::Shape("DELETE")),
+        },
+        _ => Err(RewriteError::Shape("DELETE")),
+    }
+}
+
+/// Rewrites one DELETE statement into the soft-delete UPDATE of `column`.
+pub fn soft_delete(sql: &str, column: &str, dialect: Dialect) -> Result<String, RewriteError> {
+    let (mut protobuf, stmt) = parse_one(sql, dialect)?;
+    let Some(N::DeleteStmt(delete)) = stmt.node else {
+        return Err(RewriteError::Shape("DELETE"));
+    };
+    let DeleteStmt {
+        relation,
+        using_clause,
+        where_clause,
+        returning_clause,
+        with_clause,
+    } = *delete;
+    let relation = relation.ok_or(RewriteError::Shape("DELETE"))?;
+    let where_clause = where_clause.ok_or(RewriteError::Shape("DELETE … WHERE"))?;
+    let returning_len = returning_clause.as_ref().map_or(0, |r| r.exprs.len());
+
+    // The column is qualified by the alias (or the table name), so a USING table with a
+    // column of the same name cannot make it ambiguous or capture it.
+    let qualifier = relation
+        .alias
+        .as_ref()
+        .map_or(relation.relname.clone(), |a| a.aliasname.clone());
+    let not_yet_deleted = node(N::NullTest(Box::new(NullTest {
+        xpr: None,
+        arg: Some(Box::new(node(N::ColumnRef(ColumnRef {
+            fields: vec![string(&qualifier), string(column)],
+            location: -1,
+        })))),
+        nulltesttype: NullTestType::IsNull as i32,
+        argisrow: false,
+        location: -1,
+    })));
+    let now = node(N::FuncCall(Box::new(FuncCall {
+        funcname: vec![string("pg_catalog"), string("now")],
+        funcformat: pg_query::protobuf::CoercionForm::CoerceExplicitCall as i32,
+        location: -1,
+        ..FuncCall::default()
+    })));
+    let update = UpdateStmt {
+        relation: Some(relation.clone()),
+        target_list: vec![node(N::ResTarget(Box::new(ResTarget {
+            name: column.to_string(),
+            indirection: Vec::new(),
+            val: Some(Box::new(now)),
+            location: -1,
+        })))],
+        where_clause: Some(Box::new(node(N::BoolExpr(Box::new(BoolExpr {
+            xpr: None,
+            boolop: BoolExprType::AndExpr as i32,
+            args: vec![not_yet_deleted, *where_clause],
+            location: -1,
+        }))))),
+        from_clause: using_clause,
+        returning_clause,
+        with_clause,
+    };
+    protobuf.stmts[0].stmt = Some(Box::new(node(N::UpdateStmt(Box::new(update)))));
+    let text = pg_query::deparse(&protobuf, DeparseOptions::default())
+        .map_err(|e| RewriteError::Deparse(e.to_string()))?;
+    check(&text, &relation, column, returning_len, dialect)?;
+    Ok(text)
+}
+
+/// Parses the rewritten text again and checks it is the UPDATE that was built.
+fn check(
+    text: &str,
+    relation: &RangeVar,
+    column: &str,
+    returning_len: usize,
+    dialect: Dialect,
+) -> Result<(), RewriteError> {
+    let (_, stmt) = parse_one(text, dialect).map_err(|_| RewriteError::Check("does not parse"))?;
+    let Some(N::UpdateStmt(update)) = stmt.node else {
+        return Err(RewriteError::Check("not an UPDATE"));
+    };
+    let same_target = update.relation.as_ref().is_some_and(|r| {
+        r.schemaname == relation.schemaname
+            && r.relname == relation.relname
+            && r.inh == relation.inh
+            && r.alias.as_ref().map(|a| &a.aliasname)
+                == relation.alias.as_ref().map(|a| &a.aliasname)
+    });
+    if !same_target {
+        return Err(RewriteError::Check("target table changed"));
+    }
+    let sets_only_column = matches!(
+        update.target_list.as_slice(),
+        [Node { node: Some(N::ResTarget(t)) }] if t.name == column
+    );
+    if !sets_only_column {
+        return Err(RewriteError::Check("SET list changed"));
+    }
+    let guarded = matches!(
+        update.where_clause.as_deref(),
+        Some(Node { node: Some(N::BoolExpr(b)) })
+            if b.boolop == BoolExprType::AndExpr as i32
+                && b.args.len() == 2
+                && matches!(b.args[0].node, Some(N::NullTest(_)))
+    );
+    if !guarded {
+        return Err(RewriteError::Check("WHERE changed"));
+    }
+    if update
+        .returning_clause
+        .as_ref()
+        .map_or(0, |r| r.exprs.len())
+        != returning_len
+    {
+        return Err(RewriteError::Check("RETURNING changed"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn rewrite(sql: &str) -> String {
+        soft_delete(sql, "deleted_at", Dialect::default()).unwrap()
+    }
+
+    #[test]
+    fn plain_delete() {
+        assert_eq!(
+            rewrite("DELETE FROM orders WHERE id = 5"),
+            "UPDATE orders SET deleted_at = pg_catalog.now() WHERE orders.deleted_at IS NULL AND id = 5"
+        );
+    }
+
+    #[test]
+    fn only_alias_using_returning_params() {
+        assert_eq!(
+            rewrite(
+                "delete from only public.orders as o using customers c where o.customer_id = c.id and c.name = $1 returning o.id, $2::int"
+            ),
+            "UPDATE ONLY public.orders o SET deleted_at = pg_catalog.now() FROM customers c WHERE o.deleted_at IS NULL AND (o.customer_id = c.id AND c.name = $1) RETURNING o.id, $2::int"
+        );
+    }
+
+    #[test]
+    fn with_clause_and_or_precedence() {
+        let out = rewrite("WITH x AS (SELECT 1 AS id) DELETE FROM t WHERE a = 1 OR b = 2");
+        assert_eq!(
+            out,
+            "WITH x AS (SELECT 1 AS id) UPDATE t SET deleted_at = pg_catalog.now() WHERE t.deleted_at IS NULL AND (a = 1 OR b = 2)"
+        );
+    }
+
+    #[test]
+    fn literals_survive() {
+        let out = rewrite(r"DELETE FROM t WHERE note = 'it''s' OR note = E'back\\slash'");
+        assert!(out.contains("'it''s'"), "{out}");
+        // However the deparser spells it, the server must read the same value back.
+        let reparsed = pg_query::parse(&out, ParserOptions::DEFAULT).unwrap();
+        let json = format!("{:?}", reparsed.protobuf);
+        assert!(json.contains(r#"sval: "back\\slash""#), "{json}");
+    }
+
+    #[test]
+    fn quoted_names() {
+        assert_eq!(
+            soft_delete(
+                r#"DELETE FROM "Weird Table" WHERE "Id" = 1"#,
+                "Gone At",
+                Dialect::default()
+            )
+            .unwrap(),
+            r#"UPDATE "Weird Table" SET "Gone At" = pg_catalog.now() WHERE "Weird Table"."Gone At" IS NULL AND "Id" = 1"#
+        );
+    }
+
+    #[test]
+    fn not_a_delete() {
+        assert_eq!(
+            soft_delete(
+                "UPDATE t SET a = 1 WHERE b",
+                "deleted_at",
+                Dialect::default()
+            ),
+            Err(RewriteError::Shape("DELETE"))
+        );
+        assert!(soft_delete("DELETE FROM t", "deleted_at", Dialect::default()).is_err());
+        assert!(
+            soft_delete(
+                "DELETE FROM t WHERE a; DELETE FROM u WHERE b",
+                "deleted_at",
+                Dialect::default()
+            )
+            .is_err()
+        );
+    }
+}
