@@ -48,6 +48,13 @@ fn decide(sql: &str) -> Decision {
             ..Plan::default()
         });
     }
+    if sql.contains("/*failbefore*/") {
+        return Decision::Rewrite(Plan {
+            before: vec!["BEGIN".into(), "SELECT 1/0".into()],
+            after: vec!["COMMIT".into()],
+            ..Plan::default()
+        });
+    }
     if sql.contains("/*rename*/") {
         return Decision::Rewrite(Plan {
             rename_tag: Some(("UPDATE".into(), "DELETE".into())),
@@ -486,4 +493,39 @@ async fn ready_statements_run_before_the_client_is_told_it_is_ready() {
             panic!("connection should have failed, got a working session: {r:?}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_failed_injected_statement_is_the_only_error_the_client_sees() {
+    let proxy = proxy().await;
+    let table = log_table().await;
+    let (mut conn, _) = RawConn::startup(&proxy.addr().to_string(), "postgres", "hooks_fail").await;
+    conn.send(&query_message(&format!(
+        "INSERT INTO {table} VALUES ('never') /*failbefore*/"
+    )))
+    .await;
+    let reply = conn.read_until(b'Z').await.expect("reply");
+    assert_eq!(tags(&reply), "EZ", "{reply:?}");
+    assert_eq!(reply[0].code().as_deref(), Some("22012"));
+    assert_eq!(reply[1].body, b"I");
+    assert!(log_rows(&table).await.is_empty());
+    // Extended protocol: the same, and the session goes on.
+    let client = connect(proxy.endpoint(), TRUST_USER, None, "postgres")
+        .await
+        .expect("connect");
+    let err = client
+        .execute(
+            &format!("INSERT INTO {table} VALUES ('never') /*failbefore*/"),
+            &[],
+        )
+        .await
+        .expect_err("fails");
+    assert_eq!(sqlstate(&err).as_deref(), Some("22012"));
+    assert!(log_rows(&table).await.is_empty());
+    // A client's own 25P02 is still reported.
+    client.batch_execute("BEGIN").await.expect("begin");
+    let _ = client.batch_execute("SELECT 1/0").await;
+    let err = client.batch_execute("SELECT 1").await.expect_err("aborted");
+    assert_eq!(sqlstate(&err).as_deref(), Some("25P02"));
+    client.batch_execute("ROLLBACK").await.expect("rollback");
 }

@@ -55,6 +55,10 @@ pub struct Relay {
     batch: Batch,
     poison_seq: u64,
     session_tag: u64,
+    /// An injected statement failed since the client's last request completed: the
+    /// client's next statement then only repeats "current transaction is aborted"
+    /// (25P02), which is swallowed so the client sees the error that matters.
+    injected_failed: bool,
 }
 
 impl Relay {
@@ -74,6 +78,7 @@ impl Relay {
             batch: Batch::Closed,
             poison_seq: 0,
             session_tag: rand::random::<u64>(),
+            injected_failed: false,
         }
     }
 
@@ -443,14 +448,17 @@ impl Relay {
                         self.to_client.extend_from_slice(p.error.to_frame().bytes());
                         false
                     } else {
-                        true
+                        !(self.injected_failed && is_aborted_error(&frame))
                     }
                 }
                 _ => true,
             },
             Origin::Injected { forward_ready } => match tag {
                 BackendTag::ReadyForQuery => *forward_ready,
-                BackendTag::ErrorResponse => true,
+                BackendTag::ErrorResponse => {
+                    self.injected_failed = true;
+                    true
+                }
                 _ => false,
             },
         };
@@ -458,8 +466,12 @@ impl Relay {
             self.note_fatal(&frame);
             self.send_client(&frame);
         }
-        if ready {
-            self.pending.pop_front();
+        if ready
+            && let Some(Unit {
+                origin: Origin::Client { .. },
+            }) = self.pending.pop_front()
+        {
+            self.injected_failed = false;
         }
         Ok(Flow::Continue)
     }
@@ -515,6 +527,11 @@ fn renamed(frame: &Frame, rename: &Option<(String, String)>) -> Option<Frame> {
     let tag = decode::command_complete(frame).ok()?;
     let count = tag.strip_prefix(from.as_str())?.strip_prefix(' ')?;
     Some(encode::command_complete(&format!("{to} {count}")))
+}
+
+/// "current transaction is aborted, commands ignored until end of transaction block".
+fn is_aborted_error(frame: &Frame) -> bool {
+    decode::error_response(frame).is_ok_and(|f| f.get(b'C') == Some("25P02"))
 }
 
 fn is_poison_error(frame: &Frame, poison: &Poison) -> bool {
