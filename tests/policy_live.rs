@@ -13,8 +13,11 @@ use pgbelay::policy::{Context, Prepared, Verdict, judge};
 use tokio_postgres::SimpleQueryMessage;
 
 async fn guarded() -> TestProxy {
-    TestProxy::start_with(cluster(), Arc::new(pgbelay::policy::Guard::new(&Settings::default())))
-        .await
+    TestProxy::start_with(
+        cluster(),
+        Arc::new(pgbelay::policy::Guard::new(&Settings::default())),
+    )
+    .await
 }
 
 /// `(file:line, sql, expected block?)` for every corpus case.
@@ -30,7 +33,11 @@ fn corpus() -> Vec<(String, String, bool)> {
     let mut cases = Vec::new();
     for path in files {
         let text = std::fs::read_to_string(&path).expect("corpus file");
-        let name = path.file_name().unwrap_or_default().to_string_lossy().to_string();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
         let mut current: Option<(String, String, bool)> = None;
         for (i, line) in text.lines().enumerate() {
             if line.starts_with("@#") {
@@ -38,7 +45,11 @@ fn corpus() -> Vec<(String, String, bool)> {
             }
             if let Some(header) = line.strip_prefix("@@ ") {
                 cases.extend(current.take());
-                current = Some((format!("{name}:{}", i + 1), String::new(), header.starts_with("block")));
+                current = Some((
+                    format!("{name}:{}", i + 1),
+                    String::new(),
+                    header.starts_with("block"),
+                ));
             } else if let Some(c) = current.as_mut() {
                 c.1.push_str(line);
                 c.1.push('\n');
@@ -70,15 +81,17 @@ async fn check_and_the_live_proxy_agree_on_the_whole_corpus() {
         // What `pgbelay check` says must be what the corpus says (policy_corpus checks the
         // class); here: what the live proxy does must be what check says.
         let offline_block = matches!(judge(sql, &ctx).verdict, Verdict::Refuse(_));
-        assert_eq!(offline_block, *expect_block, "{at}: corpus and check disagree");
+        assert_eq!(
+            offline_block, *expect_block,
+            "{at}: corpus and check disagree"
+        );
         // A fresh unprivileged session per case, inside a transaction that is rolled back,
         // so allowed statements leave nothing behind.
         let client = connect(proxy.endpoint(), TRUST_USER, None, &db)
             .await
             .expect("connect");
         let _ = client.batch_execute("BEGIN").await;
-        let result =
-            tokio::time::timeout(HANG_GUARD, client.simple_query(sql)).await;
+        let result = tokio::time::timeout(HANG_GUARD, client.simple_query(sql)).await;
         let live_block = match &result {
             Ok(Err(e)) => is_pgbelay_refusal(e),
             Ok(Ok(_)) => false,
@@ -89,7 +102,11 @@ async fn check_and_the_live_proxy_agree_on_the_whole_corpus() {
             mismatches.push(format!(
                 "{at}: check says {}, proxy {}: {sql}\n  -> {result:?}",
                 if offline_block { "block" } else { "allow" },
-                if live_block { "refused" } else { "did not refuse" },
+                if live_block {
+                    "refused"
+                } else {
+                    "did not refuse"
+                },
             ));
         }
     }
@@ -174,11 +191,18 @@ async fn refused_statements_take_no_effect() {
             .simple_query(sql)
             .await
             .expect_err(&format!("not refused: {sql}"));
-        let db = err.as_db_error().unwrap_or_else(|| panic!("{sql}: {}", show(&err)));
+        let db = err
+            .as_db_error()
+            .unwrap_or_else(|| panic!("{sql}: {}", show(&err)));
         assert_eq!(db.code().code(), "42501", "{sql}: {db:?}");
-        assert!(db.message().starts_with("pgbelay: "), "{sql}: {}", db.message());
         assert!(
-            db.detail().is_some_and(|d| d.starts_with("statement class: ")),
+            db.message().starts_with("pgbelay: "),
+            "{sql}: {}",
+            db.message()
+        );
+        assert!(
+            db.detail()
+                .is_some_and(|d| d.starts_with("statement class: ")),
             "{sql}: {:?}",
             db.detail()
         );
@@ -201,13 +225,19 @@ async fn refused_statements_take_no_effect() {
         .await
         .expect_err("refused in tx");
     assert!(is_pgbelay_refusal(&err));
-    let err = client.batch_execute("SELECT 1").await.expect_err("tx failed");
+    let err = client
+        .batch_execute("SELECT 1")
+        .await
+        .expect_err("tx failed");
     assert_eq!(sqlstate(&err).as_deref(), Some("25P02"));
     client.batch_execute("COMMIT").await.expect("commit");
 
     assert_eq!(fingerprint(&admin, &t).await, before);
     let copy_exists: bool = admin
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&format!("{t}_copy")])
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[&format!("{t}_copy")],
+        )
         .await
         .expect("regclass")
         .get(0);
@@ -230,7 +260,13 @@ async fn sjis_sessions_are_refused_with_a_clear_error() {
         .await
         .expect_err("refused");
     assert!(is_pgbelay_refusal(&err), "{}", show(&err));
-    assert!(err.as_db_error().is_some_and(|e| e.message().contains("UTF8") || e.hint().is_some_and(|h| h.contains("UTF8"))), "{}", show(&err));
+    assert!(
+        err.as_db_error().is_some_and(
+            |e| e.message().contains("UTF8") || e.hint().is_some_and(|h| h.contains("UTF8"))
+        ),
+        "{}",
+        show(&err)
+    );
     // psql with PGCLIENTENCODING=SJIS: every statement refused.
     let out = tokio::process::Command::new("psql")
         .args(["-X", "-A", "-t", "-h", "127.0.0.1", "-p"])
