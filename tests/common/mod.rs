@@ -45,6 +45,7 @@ use tokio::net::TcpStream;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 
+#[allow(unused_imports)] // each test binary uses a different subset
 pub use pgbelay::cluster::{
     MD5_PASSWORD, MD5_USER, SCRAM_PASSWORD, SCRAM_USER, SUPERUSER_PASSWORD, TRUST_USER,
 };
