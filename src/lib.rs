@@ -29,7 +29,6 @@
 )]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod audit;
 pub mod cli;
 pub mod cluster;
 pub mod config;
