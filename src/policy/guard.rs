@@ -14,7 +14,7 @@ use lru::LruCache;
 
 use crate::config::Settings;
 use crate::session::{Decision, Hooks, Position, SessionHooks, SessionInfo};
-use crate::sql::{Dialect, ParseError, Statement, analyze};
+use crate::sql::{Dialect, Kind, ParseError, Statement, analyze, numeric_masked_key};
 
 use super::{Context, Judgement, Prepared, PreparedChange, Verdict, judge_analyzed};
 
@@ -27,11 +27,19 @@ pub const DEFAULT_CACHE_ENTRIES: usize = 4096;
 type Analysis = Arc<Result<Vec<Statement>, ParseError>>;
 type Cache = LruCache<(String, Dialect), Analysis>;
 
+/// Only a single plain read with no setting change may stand for the other statements
+/// of its numeric-masked shape.
+fn shareable(analysis: &Analysis) -> bool {
+    matches!(analysis.as_ref().as_ref().map(Vec::as_slice), Ok([one]) if one.kind == Kind::Read && one.writes.is_empty() && one.settings.is_empty())
+}
+
 /// The policy engine for the proxy; cheap to clone (the cache is shared).
 #[derive(Clone)]
 pub struct Guard {
     audit_schema: Arc<str>,
     cache: Arc<Mutex<Cache>>,
+    /// Analyses of plain SELECTs by numeric-masked text.
+    shapes: Arc<Mutex<LruCache<String, Analysis>>>,
 }
 
 impl std::fmt::Debug for Guard {
@@ -54,10 +62,15 @@ impl Guard {
         Self {
             audit_schema: Arc::from(settings.audit_schema.as_str()),
             cache: Arc::new(Mutex::new(LruCache::new(entries))),
+            shapes: Arc::new(Mutex::new(LruCache::new(entries))),
         }
     }
 
     /// The analysis of `sql`, from the cache or freshly parsed.
+    ///
+    /// A plain SELECT that misses the exact-text cache is looked up once more under its
+    /// numeric-masked key ([`numeric_masked_key`]): a hit is a statement of the same shape
+    /// that differs only in numbers, so its analysis holds with this text put in.
     pub(crate) fn analysis(&self, sql: &str, dialect: Dialect) -> Analysis {
         if sql.len() > MAX_CACHED_LEN {
             return Arc::new(analyze(sql, dialect));
@@ -65,20 +78,39 @@ impl Guard {
         let key = (sql.to_string(), dialect);
         // A poisoned lock only means another session panicked mid-update; the cache
         // holds immutable values, so it is still sound to use.
-        if let Some(hit) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
+        if let Some(hit) = self.lock().get(&key) {
             return Arc::clone(hit);
         }
+        let masked = numeric_masked_key(sql, dialect);
+        if let Some((masked_key, span)) = &masked
+            && let Some(shape) = self.lock_shapes().get(masked_key).cloned()
+            && let (Ok([one]), Some(text)) = (
+                shape.as_ref().as_ref().map(Vec::as_slice),
+                sql.get(span.clone()),
+            )
+        {
+            let mut statement = one.clone();
+            statement.text = text.to_string();
+            let fresh: Analysis = Arc::new(Ok(vec![statement]));
+            self.lock().put(key, Arc::clone(&fresh));
+            return fresh;
+        }
         let fresh = Arc::new(analyze(sql, dialect));
-        self.cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .put(key, Arc::clone(&fresh));
+        if let Some((masked_key, _)) = masked
+            && shareable(&fresh)
+        {
+            self.lock_shapes().put(masked_key, Arc::clone(&fresh));
+        }
+        self.lock().put(key, Arc::clone(&fresh));
         fresh
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_shapes(&self) -> std::sync::MutexGuard<'_, LruCache<String, Analysis>> {
+        self.shapes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Judges `sql` with a session's state.
@@ -259,5 +291,38 @@ mod test {
         }
         let hit = start.elapsed() / n;
         println!("policy cache: miss (parse + judge) {miss:?}, hit (judge only) {hit:?}");
+    }
+
+    #[test]
+    fn numeric_shapes_share_an_analysis_but_keep_their_text() {
+        let guard = Guard::new(&Settings::default());
+        let prepared = Prepared::new();
+        let a = guard.judge("SELECT v FROM t WHERE id = 1", &info(), &prepared);
+        let b = guard.judge("SELECT v FROM t WHERE id = 2", &info(), &prepared);
+        assert_eq!(a.verdict, Verdict::Allow);
+        assert_eq!(b.verdict, Verdict::Allow);
+        assert_eq!(b.statements[0].text, "SELECT v FROM t WHERE id = 2");
+        // A refused shape never stands for others, and numbers in EXPLAIN are not masked.
+        let refused = guard.judge(
+            "EXPLAIN (ANALYZE 1) DELETE FROM t WHERE id = 1",
+            &info(),
+            &prepared,
+        );
+        assert!(matches!(refused.verdict, Verdict::Refuse(_)));
+        let _ = guard.judge(
+            "EXPLAIN (ANALYZE 0) DELETE FROM t WHERE id = 1",
+            &info(),
+            &prepared,
+        );
+        let again = guard.judge(
+            "EXPLAIN (ANALYZE 1) DELETE FROM t WHERE id = 2",
+            &info(),
+            &prepared,
+        );
+        assert!(matches!(again.verdict, Verdict::Refuse(_)));
+        let lo = guard.judge("SELECT lo_unlink(5)", &info(), &prepared);
+        assert!(matches!(lo.verdict, Verdict::Refuse(_)));
+        let lo = guard.judge("SELECT lo_unlink(6)", &info(), &prepared);
+        assert!(matches!(lo.verdict, Verdict::Refuse(_)));
     }
 }

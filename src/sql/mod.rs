@@ -15,4 +15,4 @@ pub use analyze::{
     AlterAction, Kind, QualifiedName, SettingChange, SettingName, SettingValue, Statement, Write,
     WriteKind, analyze,
 };
-pub use parse::{Dialect, ParseError};
+pub use parse::{Dialect, ParseError, numeric_masked_key};

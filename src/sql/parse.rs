@@ -1,5 +1,7 @@
 //! Parsing with PostgreSQL's own parser, and splitting a Query into its statements.
 
+use std::ops::Range;
+
 use pg_query::ParserOptions;
 use pg_query::protobuf::Node;
 
@@ -71,6 +73,59 @@ fn source_text(sql: &str, location: i32, len: i32) -> &str {
     sql.get(start..end).unwrap_or(sql).trim()
 }
 
+/// For a single plain `SELECT`: a cache key in which every numeric constant is masked,
+/// and the statement's own source span. `None` for anything else.
+///
+/// Statements that differ only in numeric constants parse to the same shape, so the
+/// policy may share one analysis among them (pgbench and ORMs in the simple protocol send
+/// a new text per call). It is limited to where a number cannot change the verdict: one
+/// statement, starting with SELECT, no EXPLAIN anywhere (`EXPLAIN (ANALYZE 0)` vs `1` is
+/// the difference between a read and running a write). String constants are kept, since
+/// `set_config()` arguments decide verdicts. The lexer is PostgreSQL's own, so the key's
+/// token boundaries are the server's.
+pub fn numeric_masked_key(sql: &str, dialect: Dialect) -> Option<(String, Range<usize>)> {
+    use pg_query::protobuf::Token;
+    // pg_query's scan_tokens builds a slice from a null pointer when there is no token at
+    // all (undefined behaviour); text with a non-blank character always has one.
+    if !dialect.standard_conforming_strings || sql.trim().is_empty() || sql.contains('\0') {
+        return None;
+    }
+    let tokens = pg_query::scan_tokens(sql).ok()?;
+    let code: Vec<_> = tokens
+        .iter()
+        .filter(|t| t.token != Token::SqlComment as i32 && t.token != Token::CComment as i32)
+        .collect();
+    let (first, rest) = code.split_first()?;
+    if first.token != Token::Select as i32 {
+        return None;
+    }
+    // At most one `;`, and only at the end.
+    let body = match rest.split_last() {
+        Some((last, body)) if last.token == Token::Ascii59 as i32 => body,
+        _ => rest,
+    };
+    if body
+        .iter()
+        .any(|t| t.token == Token::Ascii59 as i32 || t.token == Token::Explain as i32)
+    {
+        return None;
+    }
+    let start = usize::try_from(first.start).ok()?;
+    let end = usize::try_from(body.last().map_or(first.end, |t| t.end)).ok()?;
+    let mut key = String::with_capacity(sql.len());
+    let mut at = 0usize;
+    for t in &code {
+        if t.token == Token::Iconst as i32 || t.token == Token::Fconst as i32 {
+            let (s, e) = (usize::try_from(t.start).ok()?, usize::try_from(t.end).ok()?);
+            key.push_str(sql.get(at..s)?);
+            key.push('\u{1}');
+            at = e;
+        }
+    }
+    key.push_str(sql.get(at..)?);
+    Some((key, start..end))
+}
+
 #[cfg(test)]
 mod test {
     use super::*;
@@ -101,5 +156,42 @@ mod test {
             standard_conforming_strings: false,
         };
         assert_eq!(parse(sql, off).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn numeric_masking() {
+        let d = Dialect::default();
+        let (a, span) = numeric_masked_key("SELECT abalance FROM t WHERE aid = 17;", d).unwrap();
+        let (b, _) = numeric_masked_key("SELECT abalance FROM t WHERE aid = 123456;", d).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(
+            &"SELECT abalance FROM t WHERE aid = 17;"[span],
+            "SELECT abalance FROM t WHERE aid = 17"
+        );
+        // Strings, identifiers with digits and parameters are not masked.
+        let (c, _) = numeric_masked_key("SELECT 'x1' FROM t2 WHERE a = $1", d).unwrap();
+        assert!(
+            c.contains("'x1'") && c.contains("t2") && c.contains("$1"),
+            "{c}"
+        );
+        let (e, _) = numeric_masked_key("select set_config('a', 'on', false), 1.5e3", d).unwrap();
+        assert!(e.contains("'on'"), "{e}");
+        for not_plain in [
+            "EXPLAIN (ANALYZE 0) DELETE FROM t",
+            "SELECT 1; DROP TABLE t",
+            "WITH d AS (DELETE FROM t RETURNING *) SELECT 1",
+            "DELETE FROM t WHERE a = 1",
+            "SET x = 1",
+            "/* c */ explain select 1",
+            "select * from (explain select 1) x",
+            "",
+            " \n\t ",
+        ] {
+            assert_eq!(numeric_masked_key(not_plain, d), None, "{not_plain}");
+        }
+        let off = Dialect {
+            standard_conforming_strings: false,
+        };
+        assert_eq!(numeric_masked_key("SELECT 1", off), None);
     }
 }
