@@ -242,6 +242,11 @@ where
         stop: &Shutdown,
     ) -> Result<(), SessionError> {
         let mut registration = None;
+        // Created once: a fresh `cancelled()` per iteration costs a waiter registration
+        // on every message.
+        let drain = stop.drain.cancelled();
+        let force = stop.force.cancelled();
+        tokio::pin!(drain, force);
         let (end, result) = loop {
             if relay.phase == Phase::Draining && relay.is_idle() {
                 relay
@@ -288,10 +293,10 @@ where
                         break (End::UpstreamGone, Err(SessionError::UpstreamIo(e)));
                     }
                 }
-                _ = stop.drain.cancelled(), if relay.phase == Phase::Ready => {
+                _ = &mut drain, if relay.phase == Phase::Ready => {
                     relay.phase = Phase::Draining;
                 }
-                _ = stop.force.cancelled() => {
+                _ = &mut force => {
                     relay.to_client.extend_from_slice(shutdown_error().to_frame().bytes());
                     break (End::ClientGone, Ok(()));
                 }
