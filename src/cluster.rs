@@ -453,11 +453,21 @@ rm -rf "$0""#;
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(io_err)?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(input).map_err(io_err)?;
-        }
+        // Feed stdin from another thread so a chatty child cannot fill its output pipe
+        // while we are still writing (a deadlock).
+        let writer = child.stdin.take().map(|mut stdin| {
+            let input = input.to_vec();
+            std::thread::spawn(move || stdin.write_all(&input))
+        });
         let output = child.wait_with_output().map_err(io_err)?;
+        let written = match writer.map(std::thread::JoinHandle::join) {
+            None => Ok(()),
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(std::io::Error::other("stdin writer panicked")),
+        };
         if output.status.success() {
+            // A child that succeeded without reading all its input is still a failure.
+            written.map_err(io_err)?;
             return Ok(output);
         }
         let mut text = String::from_utf8_lossy(&output.stderr).trim().to_string();
@@ -475,7 +485,8 @@ rm -rf "$0""#;
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        // Always try: a server started by someone else's restart is still ours to stop.
+        // Always try, whatever `is_running` says: a half-failed start or stop may have
+        // left the server up.
         let mut cmd = self.stop_immediate_command();
         let _ = cmd
             .stdin(Stdio::null())

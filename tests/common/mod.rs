@@ -131,9 +131,6 @@ impl TestProxy {
 
     /// Where clients reach the proxy.
     pub fn endpoint(&self) -> Endpoint {
-        if std::env::var_os("PGBELAY_TEST_BYPASS").is_some() {
-            return direct();
-        }
         Endpoint {
             port: self.running.addr.port(),
             label: "proxy",
@@ -169,9 +166,13 @@ pub async fn connect(
     password: Option<&str>,
     db: &str,
 ) -> Result<Client, tokio_postgres::Error> {
-    let url = ep.url(user, password, db);
+    connect_url(ep, &ep.url(user, password, db)).await
+}
+
+/// Connects to a full URL (e.g. with `?application_name=`) that points at `ep`.
+pub async fn connect_url(ep: Endpoint, url: &str) -> Result<Client, tokio_postgres::Error> {
     let (client, connection) =
-        tokio::time::timeout(HANG_GUARD, tokio_postgres::connect(&url, NoTls))
+        tokio::time::timeout(HANG_GUARD, tokio_postgres::connect(url, NoTls))
             .await
             .unwrap_or_else(|_| panic!("connecting to {} ({url}) hung", ep.label))?;
     tokio::spawn(async move {
