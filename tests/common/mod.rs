@@ -111,8 +111,15 @@ pub struct TestProxy {
 }
 
 impl TestProxy {
-    /// A pass-through proxy in front of the shared cluster.
+    /// A proxy under the real policy (`policy::Guard`, default settings) in front of the
+    /// shared cluster: what `pgbelay serve` runs.
     pub async fn start() -> TestProxy {
+        let guard = pgbelay::policy::Guard::new(&Settings::default());
+        Self::start_with(cluster(), Arc::new(guard)).await
+    }
+
+    /// A proxy that lets everything through (the relay without a policy).
+    pub async fn pass_through() -> TestProxy {
         Self::start_with(cluster(), Arc::new(PassThrough)).await
     }
 
