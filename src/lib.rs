@@ -29,6 +29,7 @@
 )]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod audit;
 pub mod cli;
 pub mod cluster;
 pub mod config;

@@ -1,0 +1,96 @@
+-- The proxy's side of the protocol: announce a statement before running it, read back what
+-- was recorded after it. All settings are transaction-local (set_config(..., true)), so
+-- they vanish with the transaction, and a rolled-back savepoint takes them back too.
+
+-- Announces the next write of the current transaction: prepares `rel` for recording
+-- (shadow table and triggers, a no-op when nothing changed), claims the approval token if
+-- any (single use: a second use fails), and sets the settings the capture triggers read.
+-- `rel` is a regclass so that the caller's own search_path resolves the name (the cast
+-- happens in the calling statement, before this function's search_path applies).
+-- Returns the shadow table's qualified name (NULL for a temporary table or when rel is
+-- NULL, e.g. for a statement that touches no table's rows).
+CREATE OR REPLACE FUNCTION @S@.begin_statement(
+    rel regclass,
+    statement text,
+    kind text DEFAULT NULL,
+    max_rows bigint DEFAULT -1,
+    approval text DEFAULT NULL,
+    approved_by text DEFAULT NULL,
+    reason text DEFAULT NULL,
+    client_addr text DEFAULT NULL,
+    application_name text DEFAULT NULL,
+    soft_delete_column text DEFAULT 'deleted_at'
+) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $pgbelay$
+DECLARE
+    v_shadow text;
+BEGIN
+    IF coalesce(statement, '') = '' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'pgbelay: begin_statement needs the statement text';
+    END IF;
+    IF rel IS NOT NULL THEN
+        IF NOT has_table_privilege(session_user, rel, 'INSERT, UPDATE, DELETE, TRUNCATE') THEN
+            -- Only someone who may write a table gets to add recording triggers to it.
+            RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = format('permission denied for table %s', rel);
+        END IF;
+        v_shadow := @S@._prepare(rel);
+    END IF;
+    IF coalesce(approval, '') <> '' THEN
+        BEGIN
+            INSERT INTO @S@.approvals (token_id, approved_by, reason, statement)
+            VALUES (approval, approved_by, reason, begin_statement.statement);
+        EXCEPTION WHEN unique_violation THEN
+            RAISE EXCEPTION USING
+                ERRCODE = '42501',
+                MESSAGE = format('pgbelay: refused: approval token %s has already been used', approval),
+                DETAIL = 'statement class: approval',
+                HINT = 'A token works once; mint a new one with pgbelay approve.';
+        END;
+    END IF;
+    -- One statement: this runs before every recorded write.
+    PERFORM set_config('pgbelay.statement', statement, true),
+            set_config('pgbelay.target', coalesce(rel::oid::text, ''), true),
+            set_config('pgbelay.kind', coalesce(kind, ''), true),
+            set_config('pgbelay.max_rows', coalesce(max_rows, -1)::text, true),
+            set_config('pgbelay.approval', coalesce(approval, ''), true),
+            set_config('pgbelay.approved_by', coalesce(approved_by, ''), true),
+            set_config('pgbelay.reason', coalesce(reason, ''), true),
+            set_config('pgbelay.client_addr', coalesce(client_addr, ''), true),
+            set_config('pgbelay.application_name', coalesce(application_name, ''), true),
+            set_config('pgbelay.soft_delete_column', coalesce(soft_delete_column, 'deleted_at'), true),
+            set_config('pgbelay.change_id', '', true),
+            set_config('pgbelay.parent_id', '', true),
+            set_config('pgbelay.executed', '', true);
+    RETURN v_shadow;
+END
+$pgbelay$;
+
+-- Ends the announced statement: later writes in the same transaction are not recorded
+-- until the next begin_statement. Returns the id of the change the statement recorded
+-- (the top-level one when it cascaded), NULL when it changed no rows.
+CREATE OR REPLACE FUNCTION @S@.end_statement() RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $pgbelay$
+DECLARE
+    v_id bigint := nullif(current_setting('pgbelay.change_id', true), '')::bigint;
+BEGIN
+    PERFORM set_config('pgbelay.' || name, '', true)
+       FROM unnest(ARRAY['statement', 'target', 'kind', 'max_rows', 'approval', 'approved_by', 'reason',
+                         'client_addr', 'application_name', 'soft_delete_column',
+                         'change_id', 'parent_id', 'executed']) AS name;
+    RETURN v_id;
+END
+$pgbelay$;
+
+-- Records a change no trigger sees (a DROP moved to the recycle bin, an undo marker), with
+-- the announced statement's settings; returns its id.
+CREATE OR REPLACE FUNCTION @S@.record_change(kind text, table_schema text, table_name text,
+                                             row_count bigint DEFAULT NULL, shadow_table text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $pgbelay$
+BEGIN
+    IF coalesce(current_setting('pgbelay.statement', true), '') = '' THEN
+        RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = 'pgbelay: record_change needs begin_statement first';
+    END IF;
+    RETURN @S@._record(NULL, kind, table_schema, table_name, row_count, shadow_table);
+END
+$pgbelay$;
