@@ -228,7 +228,8 @@ async fn large_result_is_identical() {
 
 #[tokio::test]
 async fn psql_copy_both_ways() {
-    let proxy = TestProxy::start().await;
+    // COPY FROM is a recorded write: 5000 rows are over the default max_rows (1000).
+    let proxy = TestProxy::with_max_rows(100_000).await;
     let db = create_db("copy").await;
     let setup = connect_super(direct(), &db).await;
     setup

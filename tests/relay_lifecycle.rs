@@ -166,11 +166,13 @@ async fn vanished_client_leaves_no_open_transaction() {
         .expect("setup");
     let app = unique("vanishing");
     let (mut conn, _) = RawConn::startup(&proxy.addr().to_string(), "postgres", &app).await;
+    conn.send(&query_message("BEGIN")).await;
+    conn.read_until(b'Z').await.expect("BEGIN");
     conn.send(&query_message(&format!(
-        "BEGIN; UPDATE {table} SET v = 1 WHERE id = 1"
+        "UPDATE {table} SET v = 1 WHERE id = 1"
     )))
     .await;
-    let got = conn.read_until(b'Z').await.expect("BEGIN; UPDATE");
+    let got = conn.read_until(b'Z').await.expect("UPDATE");
     assert_eq!(got.last().map(|m| m.body.clone()), Some(b"T".to_vec()));
     let state_query =
         "SELECT coalesce(state, '') FROM pg_stat_activity WHERE application_name = $1";
@@ -281,6 +283,21 @@ async fn killed_backend_gives_08006_and_a_clean_close() {
     let last = got.last().expect("an ErrorResponse before the close");
     assert_eq!(last.tag, b'E', "{got:?}");
     assert_eq!(last.code().as_deref(), Some("08006"), "{:?}", last.fields());
+    // The postmaster recovers from the crash by itself; a shutdown request that arrives
+    // mid-recovery can hang pg_ctl, so wait until it accepts connections again.
+    let url = own.superuser_url();
+    let recovered = eventually(|| async {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .ok()?;
+        tokio::spawn(conn);
+        client.simple_query("SELECT 1").await.ok().map(|_| ())
+    })
+    .await;
+    assert!(
+        recovered.is_some(),
+        "the server did not recover from the crash"
+    );
     // Restarted, the server is reachable through the same proxy again.
     let own = tokio::task::spawn_blocking(move || own.restart().map(|()| own))
         .await

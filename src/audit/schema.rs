@@ -132,6 +132,24 @@ pub fn installed_check_sql(audit_schema: &str) -> Result<String, AuditError> {
     ))
 }
 
+/// Prepares every existing table for recording (shadow table and capture triggers), so
+/// the first write to each does not do it inside a client's transaction, where its
+/// lock can deadlock with the row locks of concurrent writers. Returns one row: how many
+/// tables were prepared.
+pub fn prepare_all_sql(audit_schema: &str) -> Result<String, AuditError> {
+    check_schema_name(audit_schema)?;
+    let schema = quote_ident(audit_schema);
+    let own = quote_literal(audit_schema)?;
+    let trash = quote_literal(&format!("{audit_schema}_trash"))?;
+    Ok(format!(
+        "SELECT pg_catalog.count({schema}.prepare_table(c.oid::pg_catalog.regclass)) \
+           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+          WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p' \
+            AND n.nspname NOT IN ('pg_catalog', 'information_schema', {own}, {trash}) \
+            AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'"
+    ))
+}
+
 /// What the proxy announces about one write; see [`begin_statement_sql`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StatementMeta {

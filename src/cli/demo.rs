@@ -49,6 +49,14 @@ pub fn run(args: SettingsArgs) -> anyhow::Result<ExitCode> {
     cluster
         .run_sql_in(DEMO_DB, DEMO_SQL)
         .context("cannot load sql-fixtures/demo.sql")?;
+    // What `pgbelay init` does: the audit schema, and every table ready for recording.
+    let audit = &settings.audit_schema;
+    cluster
+        .run_sql_in(DEMO_DB, &crate::audit::install_sql(audit)?)
+        .context("cannot install the audit schema")?;
+    cluster
+        .run_sql_in(DEMO_DB, &crate::audit::prepare_all_sql(audit)?)
+        .context("cannot prepare the demo tables for recording")?;
     settings.upstream = UpstreamAddr::Tcp(cluster.addr());
 
     let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;

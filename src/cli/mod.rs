@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 pub mod check;
 pub mod demo;
+pub mod init;
 pub mod serve;
 
 use crate::config::SettingsArgs;
@@ -26,6 +27,8 @@ pub enum Command {
     Demo(SettingsArgs),
     /// Print the policy's verdict for SQL, offline (exit 0 allow/rewrite, 1 block, 2 usage).
     Check(check::CheckArgs),
+    /// Install the audit schema in a database (idempotent).
+    Init(init::InitArgs),
 }
 
 /// Runs a parsed command; returns the process exit code.
@@ -34,5 +37,6 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Serve(args) => serve::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Check(args) => check::run(args),
+        Command::Init(args) => init::run(args),
     }
 }

@@ -78,6 +78,8 @@ pub enum IrreversibleKind {
     Unsupported(String),
     /// Not parseable by PostgreSQL's parser.
     Unparseable,
+    /// A write pgbelay cannot record where it stands (the reason).
+    Unrecordable(Unrecordable),
 }
 
 impl IrreversibleKind {
@@ -112,6 +114,7 @@ impl IrreversibleKind {
             Self::TwoPhase => "two-phase commit",
             Self::Unsupported(_) => "unsupported statement",
             Self::Unparseable => "unparseable",
+            Self::Unrecordable(_) => "unrecordable write",
         }
     }
 }
@@ -128,6 +131,21 @@ impl StatementClass {
             Self::Irreversible(k) => k.label(),
         }
     }
+}
+
+/// Why a write that would otherwise be allowed cannot be recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unrecordable {
+    /// It shares a Query message with other statements.
+    MultiStatement,
+    /// Earlier requests are still in flight, so whether it runs in a transaction block
+    /// is not known when it must be wrapped.
+    Pipelined,
+    /// It is bound in the middle of an extended-protocol batch.
+    MidBatch,
+    /// The soft-delete rewrite failed its own check.
+    Rewrite,
 }
 
 /// A lower-case verb for a write kind, for messages.

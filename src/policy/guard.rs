@@ -7,16 +7,24 @@
 //! is cheap next to parsing. Texts over [`MAX_CACHED_LEN`] are not cached, so a few large
 //! bulk INSERTs cannot pin megabytes.
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
 use lru::LruCache;
 
 use crate::config::Settings;
-use crate::session::{Decision, Hooks, Position, SessionHooks, SessionInfo};
+use crate::session::{Decision, Hooks, Plan, Position, SessionHooks, SessionInfo};
 use crate::sql::{Dialect, Kind, ParseError, Statement, analyze, numeric_masked_key};
+use crate::wire::TxStatus;
 
-use super::{Context, Judgement, Prepared, PreparedChange, Verdict, judge_analyzed};
+use super::class::{IrreversibleKind, Unrecordable};
+use super::record::{RecordedWrite, Recorder};
+use super::refusal::Refusal;
+use super::{
+    Context, Judgement, Prepared, PreparedChange, StatementClass, Verdict, judge_analyzed,
+};
+use crate::sql::{TransactionStart, has_locking_clause, transaction_start};
 
 /// Statements longer than this (bytes) are parsed every time instead of cached.
 pub const MAX_CACHED_LEN: usize = 64 * 1024;
@@ -40,6 +48,8 @@ pub struct Guard {
     cache: Arc<Mutex<Cache>>,
     /// Analyses of plain SELECTs by numeric-masked text.
     shapes: Arc<Mutex<LruCache<String, Analysis>>>,
+    /// How writes are recorded.
+    recorder: Recorder,
 }
 
 impl std::fmt::Debug for Guard {
@@ -63,6 +73,7 @@ impl Guard {
             audit_schema: Arc::from(settings.audit_schema.as_str()),
             cache: Arc::new(Mutex::new(LruCache::new(entries))),
             shapes: Arc::new(Mutex::new(LruCache::new(entries))),
+            recorder: Recorder::new(settings),
         }
     }
 
@@ -132,67 +143,238 @@ impl Hooks for Guard {
         Box::new(GuardSession {
             guard: self.clone(),
             prepared: Prepared::new(),
+            extended: HashMap::new(),
+            batch_wrapped: None,
+            schema_checked: false,
         })
     }
 }
 
-/// One client's policy state: the statements it has prepared.
+/// What an extended-protocol prepared statement is, for its later Binds.
+#[derive(Debug, Clone)]
+enum Extended {
+    /// A write, with what recording it needs.
+    Write(RecordedWrite),
+    /// Only reads.
+    Read,
+    /// `BEGIN` / `START TRANSACTION` asking for a read-write transaction.
+    Begin,
+    /// Anything else (DDL, session or transaction control).
+    Other,
+}
+
+/// One client's policy state.
 #[derive(Debug)]
 pub struct GuardSession {
     guard: Guard,
+    /// SQL-level and protocol-level prepared statements (one namespace), for EXECUTE.
     prepared: Prepared,
+    /// Protocol-level prepared statements by name (the unnamed one is `""`).
+    extended: HashMap<String, Extended>,
+    /// The statement whose Parse wrapped the current batch: its Bind in the same batch
+    /// needs nothing more.
+    batch_wrapped: Option<String>,
+    /// Whether this session already checked that the audit schema is installed.
+    schema_checked: bool,
+}
+
+fn refuse(refusal: Refusal) -> Decision {
+    let class = &refusal.kind;
+    tracing::info!(statement = %refusal.statement, ?class, "refused");
+    Decision::Refuse(refusal.to_error())
 }
 
 impl GuardSession {
-    fn decide(&mut self, info: &SessionInfo, sql: &str, parse_name: Option<&str>) -> Decision {
+    fn decide(
+        &mut self,
+        info: &SessionInfo,
+        at: Position,
+        sql: &str,
+        parse_name: Option<&str>,
+    ) -> Decision {
+        if at.batch_start {
+            self.batch_wrapped = None;
+        }
         let judgement = self.guard.judge(sql, info, &self.prepared);
-        match judgement.verdict {
+        let verdict = match judgement.verdict {
             Verdict::Refuse(refusal) => {
-                let class = &refusal.kind;
-                tracing::info!(statement = %sql, ?class, "refused");
-                Decision::Refuse(refusal.to_error())
+                if let Some(name) = parse_name {
+                    self.extended.remove(name);
+                }
+                return refuse(refusal);
             }
-            verdict => {
-                // SPEC B4: additive DDL is allowed and logged.
-                for s in &judgement.statements {
-                    if s.class == super::StatementClass::AdditiveDdl {
-                        tracing::info!(statement = %s.text, "additive ddl");
-                    }
-                }
-                tracing::debug!(?verdict);
-                for change in judgement.prepared {
-                    match change {
-                        PreparedChange::Add(name, class) => {
-                            self.prepared.insert(name, class);
-                        }
-                        PreparedChange::Remove(name) => {
-                            self.prepared.remove(&name);
-                        }
-                        PreparedChange::Clear => self.prepared.clear(),
-                    }
-                }
-                // A named Parse is reachable by SQL `EXECUTE name` too.
-                if let (Some(name), [one]) = (parse_name, judgement.statements.as_slice()) {
-                    if !name.is_empty() {
-                        self.prepared.insert(name.to_string(), one.class.clone());
-                    }
-                }
-                match verdict {
-                    Verdict::Rewrite(plan) => Decision::Rewrite(plan),
-                    _ => Decision::Forward,
-                }
+            verdict => verdict,
+        };
+        // SPEC B4: additive DDL is allowed and logged.
+        for s in &judgement.statements {
+            if s.class == StatementClass::AdditiveDdl {
+                tracing::info!(statement = %s.text, "additive ddl");
             }
+        }
+        tracing::debug!(?verdict);
+        for change in judgement.prepared {
+            match change {
+                PreparedChange::Add(name, class) => {
+                    self.prepared.insert(name, class);
+                }
+                PreparedChange::Remove(name) => {
+                    self.prepared.remove(&name);
+                }
+                PreparedChange::Clear => self.prepared.clear(),
+            }
+        }
+        // A named Parse is reachable by SQL `EXECUTE name` too.
+        if let (Some(name), [one]) = (parse_name, judgement.statements.as_slice())
+            && !name.is_empty()
+        {
+            self.prepared.insert(name.to_string(), one.class.clone());
+        }
+        let statements = &judgement.statements;
+        let dialect = Dialect {
+            standard_conforming_strings: info.standard_conforming_strings,
+        };
+        if let Some(write) = statements
+            .iter()
+            .find(|s| matches!(s.class, StatementClass::Write(..)))
+        {
+            if statements.len() > 1 {
+                return refuse(Refusal::statement(
+                    IrreversibleKind::Unrecordable(Unrecordable::MultiStatement),
+                    sql,
+                ));
+            }
+            let StatementClass::Write(kind, target) = &write.class else {
+                return Decision::Forward;
+            };
+            let recorder = &self.guard.recorder;
+            let recorded = match recorder.write(info, *kind, target, &write.text, sql, dialect) {
+                Ok(w) => w,
+                Err(refusal) => return refuse(refusal),
+            };
+            if let Some(name) = parse_name {
+                self.extended
+                    .insert(name.to_string(), Extended::Write(recorded.clone()));
+                // A named statement is prepared now and executed by later Binds (which
+                // are wrapped); wrapping its Parse would run the recording statements, and
+                // their locks, for nothing (pgbench prepares synchronously inside its
+                // transactions). The unnamed statement is parsed and executed in one batch.
+                if !name.is_empty() || !at.batch_start {
+                    // Only the text changes here; its Bind decides (and refuses when it
+                    // cannot be wrapped).
+                    let plan = recorder.plan(&recorded, at, false);
+                    return Decision::Rewrite(Plan {
+                        sql: plan.sql,
+                        rename_tag: plan.rename_tag,
+                        ..Plan::default()
+                    });
+                }
+                self.batch_wrapped = Some(name.to_string());
+            }
+            if at.pipelined {
+                // The plan depends on the transaction status, known once earlier
+                // requests are answered.
+                return Decision::Wait;
+            }
+            let plan = recorder.plan(&recorded, at, !self.schema_checked);
+            self.schema_checked = true;
+            return Decision::Rewrite(plan);
+        }
+        let all_reads =
+            !statements.is_empty() && statements.iter().all(|s| s.class == StatementClass::Read);
+        let begins = statements.len() == 1
+            && statements[0].class == StatementClass::TransactionControl
+            && transaction_start(sql, dialect) == Some(TransactionStart::ReadWrite);
+        // A read that locks rows cannot run read-only; it is left as it is.
+        let guarded_read = all_reads && !has_locking_clause(sql);
+        if let Some(name) = parse_name {
+            let what = if guarded_read {
+                Extended::Read
+            } else if begins {
+                Extended::Begin
+            } else {
+                Extended::Other
+            };
+            self.extended.insert(name.to_string(), what);
+            if !at.batch_start {
+                return Decision::Forward;
+            }
+        }
+        if (begins || guarded_read) && at.pipelined {
+            return Decision::Wait;
+        }
+        if begins && at.tx_status == TxStatus::Idle {
+            return Decision::Rewrite(self.guard.recorder.begin_read_write());
+        }
+        if guarded_read && at.tx_status == TxStatus::InTransaction {
+            if let Some(name) = parse_name {
+                self.batch_wrapped = Some(name.to_string());
+            }
+            return Decision::Rewrite(self.guard.recorder.read_in_transaction());
+        }
+        match verdict {
+            Verdict::Rewrite(plan) => Decision::Rewrite(plan),
+            _ => Decision::Forward,
         }
     }
 }
 
 impl SessionHooks for GuardSession {
-    fn on_query(&mut self, info: &SessionInfo, _: Position, sql: &str) -> Decision {
-        self.decide(info, sql, None)
+    fn on_query(&mut self, info: &SessionInfo, at: Position, sql: &str) -> Decision {
+        self.decide(info, at, sql, None)
     }
 
-    fn on_parse(&mut self, info: &SessionInfo, _: Position, name: &str, sql: &str) -> Decision {
-        self.decide(info, sql, Some(name))
+    fn on_parse(&mut self, info: &SessionInfo, at: Position, name: &str, sql: &str) -> Decision {
+        self.decide(info, at, sql, Some(name))
+    }
+
+    fn on_bind(&mut self, _: &SessionInfo, at: Position, statement: &str) -> Decision {
+        if at.batch_start {
+            self.batch_wrapped = None;
+        }
+        let wrapped_here = self.batch_wrapped.as_deref() == Some(statement);
+        match self.extended.get(statement) {
+            Some(Extended::Write(write)) => {
+                if wrapped_here {
+                    return Decision::Forward;
+                }
+                if !at.batch_start {
+                    return refuse(Refusal::statement(
+                        IrreversibleKind::Unrecordable(Unrecordable::MidBatch),
+                        &format!("EXECUTE of prepared statement \"{statement}\""),
+                    ));
+                }
+                if at.pipelined {
+                    return Decision::Wait;
+                }
+                let plan = self
+                    .guard
+                    .recorder
+                    .plan_bind(write, at, !self.schema_checked);
+                self.schema_checked = true;
+                self.batch_wrapped = Some(statement.to_string());
+                Decision::Rewrite(plan)
+            }
+            Some(Extended::Read | Extended::Begin) if !wrapped_here && at.batch_start => {
+                if at.pipelined {
+                    return Decision::Wait;
+                }
+                let begins = matches!(self.extended.get(statement), Some(Extended::Begin));
+                if begins && at.tx_status == TxStatus::Idle {
+                    self.batch_wrapped = Some(statement.to_string());
+                    return Decision::Rewrite(self.guard.recorder.begin_read_write());
+                }
+                if !begins && at.tx_status == TxStatus::InTransaction {
+                    self.batch_wrapped = Some(statement.to_string());
+                    return Decision::Rewrite(self.guard.recorder.read_in_transaction());
+                }
+                Decision::Forward
+            }
+            _ => Decision::Forward,
+        }
+    }
+
+    fn on_ready(&mut self, _: &SessionInfo) -> Vec<String> {
+        self.guard.recorder.session_start()
     }
 }
 
@@ -226,11 +408,11 @@ mod test {
             Decision::Forward
         );
         assert_eq!(s.on_query(&info(), at(), "execute p(1)"), Decision::Forward);
-        // A driver's named Parse of a write is fine; EXECUTE of it from SQL is not.
-        assert_eq!(
+        // A driver's named Parse of a write is recorded; EXECUTE of it from SQL is not.
+        assert!(matches!(
             s.on_parse(&info(), at(), "w", "insert into t values ($1)"),
-            Decision::Forward
-        );
+            Decision::Rewrite(_)
+        ));
         assert!(matches!(
             s.on_query(&info(), at(), "execute w(1)"),
             Decision::Refuse(_)

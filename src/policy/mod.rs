@@ -13,6 +13,7 @@ mod class;
 mod classify;
 pub mod functions;
 mod guard;
+mod record;
 mod refusal;
 pub mod settings;
 
@@ -26,6 +27,7 @@ pub use crate::sql::{Dialect, QualifiedName, WriteKind};
 use crate::sql::{Kind, ParseError, Statement};
 pub use class::{IrreversibleKind, StatementClass};
 pub use guard::{Guard, GuardSession};
+pub use record::{RecordedWrite, Recorder};
 pub use refusal::{Refusal, shell_quote};
 
 /// SQL-level and protocol-level prepared statements of a session, by name, with the
@@ -176,6 +178,19 @@ pub(crate) fn judge_analyzed(
             class,
             targets,
         });
+    }
+    // A write is recorded by wrapping it in statements of pgbelay's own, which a Query that
+    // holds other statements leaves no room for.
+    if refusal.is_none()
+        && judged.len() > 1
+        && judged
+            .iter()
+            .any(|j| matches!(j.class, StatementClass::Write(..)))
+    {
+        refusal = Some(Refusal::statement(
+            IrreversibleKind::Unrecordable(class::Unrecordable::MultiStatement),
+            sql,
+        ));
     }
     match refusal {
         Some(r) => refuse(r, judged),

@@ -91,6 +91,28 @@ impl Refusal {
             K::TwoPhase => ("two-phase commit outlives the session".into(), approve),
             K::Unsupported(what) => (format!("pgbelay does not judge {what} statements"), approve),
             K::Unparseable => ("statement could not be parsed".into(), approve),
+            K::Unrecordable(why) => {
+                use super::class::Unrecordable as U;
+                let (what, hint) = match why {
+                    U::MultiStatement => (
+                        "a write must be sent as a statement of its own to be recorded",
+                        "Send each INSERT, UPDATE or DELETE in its own query (psql: one statement per line without -c chains)",
+                    ),
+                    U::Pipelined => (
+                        "a write cannot be recorded while earlier statements are still running",
+                        "Wait for the previous statement's result before sending the write",
+                    ),
+                    U::MidBatch => (
+                        "a write must start its own extended-protocol batch to be recorded",
+                        "Send Sync before executing the write (one statement per pipeline step)",
+                    ),
+                    U::Rewrite => (
+                        "the DELETE could not be turned into a soft delete faithfully",
+                        "Rewrite it as a plain DELETE … WHERE on one table, or ask for an approval",
+                    ),
+                };
+                (what.to_string(), hint.to_string())
+            }
         };
         Self {
             kind,

@@ -60,6 +60,11 @@ pub enum Decision {
     Forward,
     /// Send something else, possibly with injected statements around it.
     Rewrite(Plan),
+    /// Hold this message, and every message after it, until every earlier request has
+    /// been answered; then ask again. For a policy whose plan depends on the transaction
+    /// status, which a pipelining client leaves unknown until then. Only asked for at a
+    /// batch start with requests in flight (`Position::pipelined`).
+    Wait,
     /// Do not run it; the client gets this error (and, for Parse, the extended protocol's
     /// discard-until-Sync behaviour), exactly as if the server had raised it.
     Refuse(ErrorFields),
@@ -84,6 +89,9 @@ pub struct Plan {
     /// CommandComplete `from n` into `to n` (a soft DELETE runs as an UPDATE but the client
     /// asked for, and must see, `DELETE n`).
     pub rename_tag: Option<(String, String)>,
+    /// Send `after` only once the client's statement has completed, not pipelined behind
+    /// it: a COPY FROM STDIN reads the messages that follow it as its data stream.
+    pub after_when_done: bool,
 }
 
 /// Per-session policy state; one instance per client session.

@@ -55,10 +55,19 @@ pub struct Relay {
     batch: Batch,
     poison_seq: u64,
     session_tag: u64,
-    /// An injected statement failed since the client's last request completed: the
-    /// client's next statement then only repeats "current transaction is aborted"
-    /// (25P02), which is swallowed so the client sees the error that matters.
-    injected_failed: bool,
+    /// A statement of the current group (injected statements plus the client's request
+    /// they surround, up to the ReadyForQuery the client receives) has failed: the ones
+    /// after it only repeat "current transaction is aborted" (25P02), which is swallowed
+    /// so the client sees the one error that matters.
+    group_failed: bool,
+    /// `after` statements of a simple Query, held until its ReadyForQuery arrives
+    /// ([`Plan::after_when_done`]).
+    deferred_after: Option<Vec<String>>,
+    /// Client messages that arrived while `deferred_after` was pending or the policy
+    /// asked to wait, replayed once that is over.
+    held: Vec<Frame>,
+    /// The policy asked to wait until nothing is in flight ([`Decision::Wait`]).
+    waiting: bool,
 }
 
 impl Relay {
@@ -78,7 +87,10 @@ impl Relay {
             batch: Batch::Closed,
             poison_seq: 0,
             session_tag: rand::random::<u64>(),
-            injected_failed: false,
+            group_failed: false,
+            deferred_after: None,
+            held: Vec::new(),
+            waiting: false,
         }
     }
 
@@ -135,6 +147,18 @@ impl Relay {
                 FrontendTag::Terminate => Ok(Flow::Close),
                 _ => Err(RelayError::Client(FrameError::UnknownTag(tag_char(&frame)))),
             };
+        }
+        if (self.deferred_after.is_some() || self.waiting)
+            && !matches!(
+                tag,
+                FrontendTag::CopyData | FrontendTag::CopyDone | FrontendTag::CopyFail
+            )
+        {
+            if tag == FrontendTag::Terminate {
+                return Ok(Flow::Close);
+            }
+            self.held.push(frame);
+            return Ok(Flow::Continue);
         }
         if matches!(self.batch, Batch::Discarding) {
             return Ok(self.discarding(tag));
@@ -193,8 +217,9 @@ impl Relay {
             Ok(sql) => self.hooks.on_query(&self.info, at, sql),
             Err(_) => self.hooks.on_undecodable(&self.info),
         };
-        debug!(?decision, "query");
+        debug!(?decision, ?at, "query");
         match decision {
+            Decision::Wait => self.wait(frame),
             Decision::Forward => {
                 self.pending.push_back(client_unit(false, None));
                 self.send_upstream(frame);
@@ -205,6 +230,7 @@ impl Relay {
                     sql,
                     after,
                     rename_tag,
+                    after_when_done,
                 } = plan;
                 self.inject(&before, false);
                 self.pending
@@ -213,7 +239,11 @@ impl Relay {
                     Some(sql) => self.send_upstream(&encode::query(&sql)),
                     None => self.send_upstream(frame),
                 }
-                self.inject(&after, true);
+                if after_when_done && !after.is_empty() {
+                    self.deferred_after = Some(after);
+                } else {
+                    self.inject(&after, true);
+                }
             }
             Decision::Refuse(error) => self.refuse_simple(error),
         }
@@ -306,8 +336,9 @@ impl Relay {
             Ok(sql) => self.hooks.on_parse(&self.info, at, &parse.name, sql),
             Err(_) => self.hooks.on_undecodable(&self.info),
         };
-        debug!(?decision, name = %parse.name, "parse");
+        debug!(?decision, ?at, name = %parse.name, "parse");
         match decision {
+            Decision::Wait => self.wait(frame),
             Decision::Forward => {
                 self.open_batch(Vec::new(), None);
                 self.send_upstream(frame);
@@ -318,6 +349,7 @@ impl Relay {
                     sql,
                     after,
                     rename_tag,
+                    ..
                 } = plan;
                 if !self.plan_batch(&before, after, rename_tag) {
                     return Ok(());
@@ -358,11 +390,29 @@ impl Relay {
         self.send_upstream(&encode::parse(&sql, &sql, &[]));
     }
 
+    /// Holds `frame` (and what follows) until nothing is in flight.
+    fn wait(&mut self, frame: &Frame) {
+        if self.pending.is_empty() {
+            // Nothing to wait for: a policy asking anyway would loop; refuse instead.
+            let error = ErrorFields::error(
+                SqlState::INTERNAL_ERROR,
+                "pgbelay: the policy could not decide on this statement",
+            );
+            self.send_client(&error.to_frame());
+            self.send_client(&encode::ready_for_query(self.tx_status));
+            return;
+        }
+        self.waiting = true;
+        self.held.push(frame.clone());
+    }
+
     fn bind(&mut self, frame: &Frame) -> Result<(), RelayError> {
         let statement = decode::bind_statement(frame).map_err(RelayError::Client)?;
         let at = self.position();
         let decision = self.hooks.on_bind(&self.info, at, &statement);
+        debug!(?decision, ?at, %statement, "bind");
         match decision {
+            Decision::Wait => self.wait(frame),
             Decision::Forward => {
                 self.open_batch(Vec::new(), None);
                 self.send_upstream(frame);
@@ -448,7 +498,9 @@ impl Relay {
                         self.to_client.extend_from_slice(p.error.to_frame().bytes());
                         false
                     } else {
-                        !(self.injected_failed && is_aborted_error(&frame))
+                        let echo = self.group_failed && is_aborted_error(&frame);
+                        self.group_failed = true;
+                        !echo
                     }
                 }
                 _ => true,
@@ -456,8 +508,9 @@ impl Relay {
             Origin::Injected { forward_ready } => match tag {
                 BackendTag::ReadyForQuery => *forward_ready,
                 BackendTag::ErrorResponse => {
-                    self.injected_failed = true;
-                    true
+                    let echo = self.group_failed && is_aborted_error(&frame);
+                    self.group_failed = true;
+                    !echo
                 }
                 _ => false,
             },
@@ -466,12 +519,30 @@ impl Relay {
             self.note_fatal(&frame);
             self.send_client(&frame);
         }
-        if ready
-            && let Some(Unit {
+        if ready {
+            let done = self.pending.pop_front();
+            if let Some(Unit {
                 origin: Origin::Client { .. },
-            }) = self.pending.pop_front()
-        {
-            self.injected_failed = false;
+            }) = done
+                && let Some(after) = self.deferred_after.take()
+            {
+                self.inject(&after, true);
+            }
+            if self.waiting && self.pending.is_empty() {
+                self.waiting = false;
+            }
+            if !self.waiting && self.deferred_after.is_none() && !self.held.is_empty() {
+                // What the client sent meanwhile was held back (see `client_frame`).
+                for held in std::mem::take(&mut self.held) {
+                    if self.client_frame(held)? == Flow::Close {
+                        return Ok(Flow::Close);
+                    }
+                }
+            }
+            if forward {
+                // The client has its answer: the group is over.
+                self.group_failed = false;
+            }
         }
         Ok(Flow::Continue)
     }

@@ -15,4 +15,7 @@ pub use analyze::{
     AlterAction, Kind, QualifiedName, SettingChange, SettingName, SettingValue, Statement, Write,
     WriteKind, analyze,
 };
-pub use parse::{Dialect, ParseError, numeric_masked_key};
+pub use parse::{
+    Dialect, ParseError, TransactionStart, has_locking_clause, numeric_masked_key,
+    transaction_start,
+};

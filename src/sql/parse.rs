@@ -73,6 +73,60 @@ fn source_text(sql: &str, location: i32, len: i32) -> &str {
     sql.get(start..end).unwrap_or(sql).trim()
 }
 
+/// How a statement that opens a transaction block asks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionStart {
+    /// `BEGIN` / `START TRANSACTION` without an access mode, or with READ WRITE.
+    ReadWrite,
+    /// `… READ ONLY`: the client asked for a read-only transaction.
+    ReadOnly,
+}
+
+/// If `sql` is exactly one `BEGIN` or `START TRANSACTION`, the access mode it asks for.
+pub fn transaction_start(sql: &str, dialect: Dialect) -> Option<TransactionStart> {
+    use pg_query::protobuf::{TransactionStmtKind as T, a_const::Val, node::Node as N};
+    let statements = parse(sql, dialect).ok()?;
+    let [one] = statements.as_slice() else {
+        return None;
+    };
+    let Some(N::TransactionStmt(t)) = one.tree.as_ref()?.node.as_ref() else {
+        return None;
+    };
+    if t.kind != T::TransStmtBegin as i32 && t.kind != T::TransStmtStart as i32 {
+        return None;
+    }
+    let read_only = t.options.iter().any(|o| {
+        matches!(&o.node, Some(N::DefElem(d))
+            if d.defname == "transaction_read_only"
+                && matches!(d.arg.as_deref().and_then(|a| a.node.as_ref()),
+                    Some(N::AConst(c)) if matches!(&c.val, Some(Val::Ival(i)) if i.ival != 0)))
+    });
+    Some(if read_only {
+        TransactionStart::ReadOnly
+    } else {
+        TransactionStart::ReadWrite
+    })
+}
+
+/// Whether `sql` has a row-locking clause (`FOR UPDATE`, `FOR NO KEY UPDATE`, `FOR SHARE`,
+/// `FOR KEY SHARE`): PostgreSQL refuses those in a read-only transaction. Read with the
+/// server's own lexer; on a lexer error, `true` (the caller then does not wrap it).
+pub fn has_locking_clause(sql: &str) -> bool {
+    use pg_query::protobuf::Token;
+    if sql.trim().is_empty() || sql.contains('\0') {
+        return false;
+    }
+    let Ok(tokens) = pg_query::scan_tokens(sql) else {
+        return true;
+    };
+    tokens.windows(2).any(|w| {
+        w[0].token == Token::For as i32
+            && [Token::Update, Token::Share, Token::No, Token::Key]
+                .iter()
+                .any(|t| w[1].token == *t as i32)
+    })
+}
+
 /// For a single plain `SELECT`: a cache key in which every numeric constant is masked,
 /// and the statement's own source span. `None` for anything else.
 ///
@@ -193,5 +247,49 @@ mod test {
             standard_conforming_strings: false,
         };
         assert_eq!(numeric_masked_key("SELECT 1", off), None);
+    }
+
+    #[test]
+    fn transaction_starts() {
+        let d = Dialect::default();
+        assert_eq!(
+            transaction_start("BEGIN", d),
+            Some(TransactionStart::ReadWrite)
+        );
+        assert_eq!(
+            transaction_start("start transaction isolation level serializable", d),
+            Some(TransactionStart::ReadWrite)
+        );
+        assert_eq!(
+            transaction_start("BEGIN READ WRITE", d),
+            Some(TransactionStart::ReadWrite)
+        );
+        assert_eq!(
+            transaction_start("begin read only", d),
+            Some(TransactionStart::ReadOnly)
+        );
+        assert_eq!(
+            transaction_start(
+                "START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+                d
+            ),
+            Some(TransactionStart::ReadOnly)
+        );
+        assert_eq!(transaction_start("COMMIT", d), None);
+        assert_eq!(transaction_start("BEGIN; SELECT 1", d), None);
+    }
+
+    #[test]
+    fn locking_clauses() {
+        assert!(has_locking_clause(
+            "SELECT * FROM t WHERE id = 1 FOR UPDATE"
+        ));
+        assert!(has_locking_clause(
+            "select 1 from t for no key update skip locked"
+        ));
+        assert!(has_locking_clause("SELECT 1 FROM t FOR KEY SHARE OF t"));
+        assert!(!has_locking_clause("SELECT substring('abc' FROM 1 FOR 2)"));
+        assert!(!has_locking_clause("SELECT 'for update'"));
+        assert!(!has_locking_clause("  "));
     }
 }

@@ -58,6 +58,15 @@ static CLUSTER: LazyLock<Cluster> = LazyLock::new(|| {
     cluster
         .stop_when_process_exits()
         .unwrap_or_else(|e| panic!("cannot start the cluster watchdog: {e}"));
+    // The audit schema, as `pgbelay init` installs it; in template1 too, so every test
+    // database created from it has it.
+    let install = pgbelay::audit::install_sql(pgbelay::audit::DEFAULT_AUDIT_SCHEMA)
+        .unwrap_or_else(|e| panic!("audit schema SQL: {e}"));
+    for db in ["template1", "postgres"] {
+        cluster
+            .run_sql_in(db, &install)
+            .unwrap_or_else(|e| panic!("installing the audit schema in {db}: {e}"));
+    }
     cluster
 });
 
@@ -115,6 +124,16 @@ impl TestProxy {
     /// shared cluster: what `pgbelay serve` runs.
     pub async fn start() -> TestProxy {
         let guard = pgbelay::policy::Guard::new(&Settings::default());
+        Self::start_with(cluster(), Arc::new(guard)).await
+    }
+
+    /// Like [`TestProxy::start`] with another blast-radius limit.
+    pub async fn with_max_rows(max_rows: u64) -> TestProxy {
+        let settings = Settings {
+            max_rows,
+            ..Settings::default()
+        };
+        let guard = pgbelay::policy::Guard::new(&settings);
         Self::start_with(cluster(), Arc::new(guard)).await
     }
 

@@ -35,6 +35,20 @@ BEGIN
         END IF;
         v_shadow := @S@._prepare(rel);
     END IF;
+    -- A DELETE becomes a soft delete only where there is a column to set (SPEC B3).
+    IF rel IS NOT NULL AND kind = 'delete' AND coalesce(approval, '') = '' AND NOT EXISTS (
+        SELECT 1 FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
+           AND a.attname = coalesce(soft_delete_column, 'deleted_at')) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '42501',
+            MESSAGE = format('pgbelay: refused: DELETE on %s cannot be a soft delete: the table has no %I column',
+                             rel, coalesce(soft_delete_column, 'deleted_at')),
+            DETAIL = 'statement class: delete without soft-delete column',
+            HINT = format('Add the column (ALTER TABLE %s ADD COLUMN %I timestamptz), or run: pgbelay approve --sql %s',
+                          rel, coalesce(soft_delete_column, 'deleted_at'),
+                          '''' || replace(statement, '''', '''\''''') || '''');
+    END IF;
     IF coalesce(approval, '') <> '' THEN
         BEGIN
             INSERT INTO @S@.approvals (token_id, approved_by, reason, statement)

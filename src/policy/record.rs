@@ -1,0 +1,272 @@
+//! Recording (§B2, §B3, §B7, §B8): the statements the proxy wraps around a write so that it
+//! runs in a transaction with its record, and the read-only guard for everything else.
+//!
+//! The protocol is the audit schema's (`audit` module): announce the write with
+//! `<audit>.begin_statement(...)`, run it, end it with `<audit>.end_statement()`. The
+//! capture itself happens in the server (statement triggers with transition tables), so
+//! the images are exactly the rows the statement changed.
+//!
+//! * Autocommit: `BEGIN READ WRITE`, the announcement, the write, `COMMIT` — pipelined,
+//!   their replies swallowed; the client sees its own statement's reply and the COMMIT's
+//!   ReadyForQuery (the true status).
+//! * Inside the client's transaction: the announcement, the write, `end_statement()`
+//!   (so later writes of that transaction are not recorded under this statement).
+//! * Sessions start with `default_transaction_read_only = on`, so reads in autocommit run
+//!   read-only and a function with hidden writes fails in the server. A client's `BEGIN`
+//!   is made read-write (unless it asked for READ ONLY) so the DBA can write in it, and
+//!   each read inside it runs in a read-only savepoint: `SAVEPOINT`, `SET TRANSACTION READ
+//!   ONLY`, the read, `RELEASE` — PostgreSQL restores the transaction's read-write mode at
+//!   RELEASE, while locks the read took (SELECT … FOR UPDATE) stay.
+
+use std::sync::Arc;
+
+use crate::audit::{self, StatementMeta};
+use crate::config::Settings;
+use crate::session::{Plan, Position, SessionInfo};
+use crate::sql::{Dialect, QualifiedName, WriteKind};
+use crate::wire::TxStatus;
+
+use super::class::{IrreversibleKind, Unrecordable};
+use super::refusal::Refusal;
+
+/// Name of the savepoint that makes a read inside a client transaction read-only.
+const READ_SAVEPOINT: &str = "pgbelay_read";
+
+/// What a recorded write needs, decided once per statement text (and reused at every Bind
+/// of a prepared statement).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedWrite {
+    /// `SELECT <audit>.begin_statement(...)`.
+    begin: String,
+    /// The statement to send instead (the soft-delete UPDATE of a DELETE).
+    replacement: Option<String>,
+    /// CommandComplete rename (`UPDATE n` → `DELETE n`).
+    rename_tag: Option<(String, String)>,
+    /// COPY FROM STDIN: what follows it must wait until the copy is done.
+    copy: bool,
+}
+
+/// The recording settings every session shares.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    audit_schema: Arc<str>,
+    soft_delete_column: Arc<str>,
+    max_rows: u64,
+}
+
+impl Recorder {
+    /// From the proxy's settings.
+    pub fn new(settings: &Settings) -> Self {
+        Self {
+            audit_schema: Arc::from(settings.audit_schema.as_str()),
+            soft_delete_column: Arc::from(settings.soft_delete_column.as_str()),
+            max_rows: settings.max_rows,
+        }
+    }
+
+    /// Statements that start every session: reads run read-only unless pgbelay opens a
+    /// read-write transaction for a recorded write.
+    pub fn session_start(&self) -> Vec<String> {
+        vec!["SET default_transaction_read_only = on".to_string()]
+    }
+
+    /// Prepares the recording of one write statement (`text`: its own source text;
+    /// `client_sql`: the whole Query or Parse as the client sent it, which is recorded).
+    pub fn write(
+        &self,
+        info: &SessionInfo,
+        kind: WriteKind,
+        target: &QualifiedName,
+        text: &str,
+        client_sql: &str,
+        dialect: Dialect,
+    ) -> Result<RecordedWrite, Refusal> {
+        let unrecordable =
+            |why| Refusal::statement(IrreversibleKind::Unrecordable(why), client_sql);
+        let (replacement, rename_tag, recorded_kind) = match kind {
+            WriteKind::Delete => {
+                let update = crate::rewrite::soft_delete(text, &self.soft_delete_column, dialect)
+                    .map_err(|_| unrecordable(Unrecordable::Rewrite))?;
+                (
+                    Some(update),
+                    Some(("UPDATE".to_string(), "DELETE".to_string())),
+                    Some("delete".to_string()),
+                )
+            }
+            WriteKind::Insert | WriteKind::Update | WriteKind::CopyFrom => (None, None, None),
+            // Refused by classification before it gets here; never run unrecorded.
+            WriteKind::Merge => {
+                return Err(Refusal::statement(IrreversibleKind::Merge, client_sql));
+            }
+        };
+        let meta = StatementMeta {
+            table: Some(target.to_string()),
+            statement: client_sql.to_string(),
+            kind: recorded_kind,
+            max_rows: Some(self.max_rows),
+            client_addr: Some(info.client_addr.clone()).filter(|a| !a.is_empty()),
+            application_name: Some(info.application_name.clone()).filter(|a| !a.is_empty()),
+            soft_delete_column: Some(self.soft_delete_column.to_string()),
+            ..StatementMeta::default()
+        };
+        let begin = audit::begin_statement_sql(&self.audit_schema, &meta)
+            .map_err(|_| unrecordable(Unrecordable::Rewrite))?;
+        Ok(RecordedWrite {
+            begin,
+            replacement,
+            rename_tag,
+            copy: kind == WriteKind::CopyFrom,
+        })
+    }
+
+    /// The plan that runs `write` where the session stands. `check_schema` adds the
+    /// one-time check that the audit schema is installed.
+    pub fn plan(&self, write: &RecordedWrite, at: Position, check_schema: bool) -> Plan {
+        let mut before = Vec::new();
+        let autocommit = at.tx_status == TxStatus::Idle;
+        if autocommit {
+            before.push("BEGIN READ WRITE".to_string());
+        }
+        if check_schema {
+            before.push(self.schema_check());
+        }
+        before.push(write.begin.clone());
+        let after = if autocommit {
+            vec!["COMMIT".to_string()]
+        } else {
+            vec![self.end_statement()]
+        };
+        Plan {
+            before,
+            sql: write.replacement.clone(),
+            after,
+            rename_tag: write.rename_tag.clone(),
+            after_when_done: write.copy,
+        }
+    }
+
+    /// A write prepared at Parse, now bound: the same plan without replacing the SQL (the
+    /// Parse already did).
+    pub fn plan_bind(&self, write: &RecordedWrite, at: Position, check_schema: bool) -> Plan {
+        Plan {
+            sql: None,
+            ..self.plan(write, at, check_schema)
+        }
+    }
+
+    /// A read inside the client's transaction: in a read-only savepoint.
+    pub fn read_in_transaction(&self) -> Plan {
+        Plan {
+            before: vec![
+                format!("SAVEPOINT {READ_SAVEPOINT}"),
+                "SET TRANSACTION READ ONLY".to_string(),
+            ],
+            after: vec![format!("RELEASE SAVEPOINT {READ_SAVEPOINT}")],
+            ..Plan::default()
+        }
+    }
+
+    /// The client's `BEGIN`: its transaction may write (recorded), unlike the session's
+    /// read-only default.
+    pub fn begin_read_write(&self) -> Plan {
+        Plan {
+            after: vec!["SET TRANSACTION READ WRITE".to_string()],
+            ..Plan::default()
+        }
+    }
+
+    fn end_statement(&self) -> String {
+        audit::end_statement_sql(&self.audit_schema)
+            .unwrap_or_else(|_| "SELECT 'pgbelay: invalid audit schema name'::int".to_string())
+    }
+
+    /// Raises the §A3 refusal in the server when the audit schema is not installed, so
+    /// the write that follows fails instead of running unrecorded.
+    fn schema_check(&self) -> String {
+        let schema = audit::quote_ident(&self.audit_schema);
+        let probe = audit::quote_literal(&format!("{schema}.end_statement()"))
+            .unwrap_or_else(|_| "''".to_string());
+        let name = audit::quote_literal(&self.audit_schema).unwrap_or_else(|_| "''".to_string());
+        format!(
+            "DO $pgbelay$ BEGIN IF pg_catalog.to_regprocedure({probe}) IS NULL THEN \
+             RAISE EXCEPTION USING ERRCODE = '42501', \
+             MESSAGE = 'pgbelay: refused: the audit schema ' || {name} || ' is not installed in this database, so the write cannot be recorded', \
+             DETAIL = 'statement class: write', \
+             HINT = 'Run: pgbelay init --db <URL of this database> (as its owner)'; \
+             END IF; END $pgbelay$"
+        )
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn at(tx_status: TxStatus) -> Position {
+        Position {
+            tx_status,
+            pipelined: false,
+            batch_start: true,
+        }
+    }
+
+    fn target() -> QualifiedName {
+        QualifiedName {
+            schema: None,
+            name: "orders".into(),
+        }
+    }
+
+    #[test]
+    fn autocommit_delete_is_wrapped_and_renamed() {
+        let r = Recorder::new(&Settings::default());
+        let sql = "DELETE FROM orders WHERE id = 1";
+        let w = r
+            .write(
+                &SessionInfo::default(),
+                WriteKind::Delete,
+                &target(),
+                sql,
+                sql,
+                Dialect::default(),
+            )
+            .unwrap();
+        let plan = r.plan(&w, at(TxStatus::Idle), true);
+        assert_eq!(plan.before[0], "BEGIN READ WRITE");
+        assert!(plan.before[1].starts_with("DO $pgbelay$"));
+        assert!(
+            plan.before[2].starts_with("SELECT \"pgbelay\".begin_statement("),
+            "{}",
+            plan.before[2]
+        );
+        assert!(plan.before[2].contains("kind => 'delete'"));
+        assert_eq!(plan.after, vec!["COMMIT"]);
+        assert_eq!(
+            plan.sql.as_deref(),
+            Some(
+                "UPDATE orders SET deleted_at = pg_catalog.now() WHERE orders.deleted_at IS NULL AND id = 1"
+            )
+        );
+        assert_eq!(plan.rename_tag, Some(("UPDATE".into(), "DELETE".into())));
+    }
+
+    #[test]
+    fn inside_a_transaction_the_write_is_announced_and_ended() {
+        let r = Recorder::new(&Settings::default());
+        let sql = "UPDATE orders SET n = 1 WHERE id = 1";
+        let w = r
+            .write(
+                &SessionInfo::default(),
+                WriteKind::Update,
+                &target(),
+                sql,
+                sql,
+                Dialect::default(),
+            )
+            .unwrap();
+        let plan = r.plan(&w, at(TxStatus::InTransaction), false);
+        assert_eq!(plan.before.len(), 1);
+        assert_eq!(plan.after, vec!["SELECT \"pgbelay\".end_statement()"]);
+        assert_eq!(plan.sql, None);
+    }
+}

@@ -1,0 +1,392 @@
+//! Recorded writes through the live proxy (issue 4, SPEC §B2, §B3, §B7, §B8): every change
+//! runs in a transaction with its record; DELETE becomes a soft delete; reads cannot
+//! write; the blast radius is enforced. Checked on a direct connection.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use pgbelay::config::Settings;
+use tokio_postgres::Client;
+
+async fn guarded(max_rows: u64) -> TestProxy {
+    let settings = Settings {
+        max_rows,
+        ..Settings::default()
+    };
+    TestProxy::start_with(cluster(), Arc::new(pgbelay::policy::Guard::new(&settings))).await
+}
+
+/// A database with `orders(id, customer, total, deleted_at)` (10 rows) and `notes` without
+/// a soft-delete column; returns its name and a direct superuser client.
+async fn shop() -> (String, Client) {
+    let db = create_db("writes").await;
+    let admin = connect_super(direct(), &db).await;
+    admin
+        .batch_execute(
+            "CREATE TABLE orders (id int PRIMARY KEY, customer text, total numeric(10,2),
+                                  deleted_at timestamptz);
+             INSERT INTO orders SELECT g, 'c' || (g % 3), g * 1.5 FROM generate_series(1, 10) g;
+             CREATE TABLE notes (id int PRIMARY KEY, body text);
+             INSERT INTO notes VALUES (1, 'keep me');
+             CREATE TABLE side_effects (at timestamptz DEFAULT now());
+             CREATE FUNCTION sneaky() RETURNS int LANGUAGE sql VOLATILE
+                 AS 'INSERT INTO side_effects DEFAULT VALUES RETURNING 1';",
+        )
+        .await
+        .expect("schema");
+    (db, admin)
+}
+
+async fn count(admin: &Client, sql: &str) -> i64 {
+    admin.query_one(sql, &[]).await.expect(sql).get(0)
+}
+
+#[tokio::test]
+async fn update_records_one_change_with_exact_images() {
+    let proxy = guarded(1000).await;
+    let (db, admin) = shop().await;
+    let out = psql_super(
+        proxy.endpoint(),
+        &db,
+        &[
+            "-c",
+            "UPDATE orders SET total = total + 1 WHERE customer = 'c1'",
+        ],
+    )
+    .await;
+    assert_eq!(out.stdout.trim(), "UPDATE 4", "{out:?}");
+    let change = admin
+        .query_one(
+            "SELECT id, kind, table_name, rows, statement, shadow_table FROM pgbelay.changes",
+            &[],
+        )
+        .await
+        .expect("one change row");
+    assert_eq!(change.get::<_, String>(1), "update");
+    assert_eq!(change.get::<_, String>(2), "orders");
+    assert_eq!(change.get::<_, i64>(3), 4);
+    assert_eq!(
+        change.get::<_, String>(4),
+        "UPDATE orders SET total = total + 1 WHERE customer = 'c1'"
+    );
+    let shadow: String = change.get(5);
+    let id: i64 = change.get(0);
+    // Before-images hold the old totals, after-images the new ones, row for row.
+    let pairs = admin
+        .query(
+            &format!(
+                "SELECT b.id, b.total::text, a.total::text FROM {shadow} b JOIN {shadow} a
+                   ON a.id = b.id AND a.pgbelay_image = 'after'
+                  WHERE b.pgbelay_image = 'before' AND b.pgbelay_change_id = $1
+                    AND a.pgbelay_change_id = $1 ORDER BY b.id"
+            ),
+            &[&id],
+        )
+        .await
+        .expect("images");
+    let got: Vec<(i32, String, String)> = pairs
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, "1.50".into(), "2.50".into()),
+            (4, "6.00".into(), "7.00".into()),
+            (7, "10.50".into(), "11.50".into()),
+            (10, "15.00".into(), "16.00".into()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn delete_becomes_a_soft_delete_with_the_delete_tag() {
+    let proxy = guarded(1000).await;
+    let (db, admin) = shop().await;
+    let client = connect_super(proxy.endpoint(), &db).await;
+    // Extended protocol, a parameter and RETURNING.
+    let rows = client
+        .query(
+            "DELETE FROM orders o WHERE o.customer = $1 RETURNING o.id",
+            &[&"c2"],
+        )
+        .await
+        .expect("delete");
+    let mut ids: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+    ids.sort();
+    assert_eq!(ids, vec![2, 5, 8]);
+    // Simple protocol: the tag says DELETE.
+    let out = psql_super(
+        proxy.endpoint(),
+        &db,
+        &["-c", "DELETE FROM orders WHERE id = 1"],
+    )
+    .await;
+    assert_eq!(out.stdout.trim(), "DELETE 1", "{out:?}");
+    // Already soft-deleted rows count as gone.
+    let n = client
+        .execute("DELETE FROM orders WHERE id = 2", &[])
+        .await
+        .expect("again");
+    assert_eq!(n, 0);
+    assert_eq!(count(&admin, "SELECT count(*) FROM orders").await, 10);
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM orders WHERE deleted_at IS NOT NULL"
+        )
+        .await,
+        4
+    );
+    let kinds = admin
+        .query("SELECT kind, rows FROM pgbelay.changes ORDER BY id", &[])
+        .await
+        .expect("changes");
+    let kinds: Vec<(String, i64)> = kinds.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(kinds, vec![("delete".into(), 3), ("delete".into(), 1)]);
+}
+
+#[tokio::test]
+async fn delete_without_the_soft_delete_column_is_refused() {
+    let proxy = guarded(1000).await;
+    let (db, admin) = shop().await;
+    let client = connect_super(proxy.endpoint(), &db).await;
+    let err = client
+        .batch_execute("DELETE FROM notes WHERE id = 1")
+        .await
+        .expect_err("refused");
+    let e = err.as_db_error().expect("db error");
+    assert_eq!(e.code().code(), "42501");
+    assert!(
+        e.message().starts_with("pgbelay: refused"),
+        "{}",
+        e.message()
+    );
+    assert!(
+        e.hint()
+            .is_some_and(|h| h.contains("pgbelay approve --sql")),
+        "{e:?}"
+    );
+    assert_eq!(count(&admin, "SELECT count(*) FROM notes").await, 1);
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM pgbelay.changes").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn insert_records_after_images_and_writes_in_a_client_transaction_join_it() {
+    let proxy = guarded(1000).await;
+    let (db, admin) = shop().await;
+    let client = connect_super(proxy.endpoint(), &db).await;
+    let n = client
+        .execute(
+            "INSERT INTO orders (id, customer, total) VALUES ($1, $2, $3::text::numeric)",
+            &[&11i32, &"new", &"9.99"],
+        )
+        .await
+        .expect("insert");
+    assert_eq!(n, 1);
+    client.batch_execute("BEGIN").await.expect("begin");
+    client
+        .batch_execute("UPDATE orders SET total = 0 WHERE id = 3")
+        .await
+        .expect("update in tx");
+    client
+        .batch_execute("UPDATE orders SET total = 0 WHERE id = 6")
+        .await
+        .expect("update in tx");
+    client.batch_execute("ROLLBACK").await.expect("rollback");
+    client.batch_execute("BEGIN").await.expect("begin");
+    client
+        .batch_execute("UPDATE orders SET total = 1 WHERE id = 9")
+        .await
+        .expect("update in tx");
+    client.batch_execute("COMMIT").await.expect("commit");
+    let kinds = admin
+        .query("SELECT kind, rows FROM pgbelay.changes ORDER BY id", &[])
+        .await
+        .expect("changes");
+    let kinds: Vec<(String, i64)> = kinds.iter().map(|r| (r.get(0), r.get(1))).collect();
+    // The rolled-back transaction left neither its changes nor their records.
+    assert_eq!(kinds, vec![("insert".into(), 1), ("update".into(), 1)]);
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM orders WHERE total = 0").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn over_the_blast_radius_nothing_stays() {
+    let proxy = guarded(3).await;
+    let (db, admin) = shop().await;
+    let client = connect_super(proxy.endpoint(), &db).await;
+    let err = client
+        .batch_execute("UPDATE orders SET total = 0 WHERE id <= 5")
+        .await
+        .expect_err("over max_rows");
+    let e = err.as_db_error().expect("db error");
+    assert_eq!(e.code().code(), "42501");
+    assert!(e.message().contains('5'), "the real count: {}", e.message());
+    assert_eq!(e.detail(), Some("statement class: blast radius"));
+    // Inside a transaction the statement fails as any failed statement does.
+    client.batch_execute("BEGIN").await.expect("begin");
+    let err = client
+        .batch_execute("DELETE FROM orders WHERE id <= 4")
+        .await
+        .expect_err("over max_rows");
+    assert_eq!(sqlstate(&err).as_deref(), Some("42501"));
+    let err = client.batch_execute("SELECT 1").await.expect_err("aborted");
+    assert_eq!(sqlstate(&err).as_deref(), Some("25P02"));
+    client.batch_execute("ROLLBACK").await.expect("rollback");
+    // Within the limit it runs.
+    client
+        .batch_execute("UPDATE orders SET total = 0 WHERE id <= 3")
+        .await
+        .expect("within max_rows");
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM orders WHERE total = 0").await,
+        3
+    );
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM orders WHERE deleted_at IS NOT NULL"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM pgbelay.changes").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn reads_cannot_write_in_autocommit_or_in_a_transaction() {
+    let proxy = guarded(1000).await;
+    let (db, admin) = shop().await;
+    let client = connect_super(proxy.endpoint(), &db).await;
+    let err = client
+        .query_one("SELECT sneaky()", &[])
+        .await
+        .expect_err("read-only");
+    assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+    client.batch_execute("BEGIN").await.expect("begin");
+    // Row locks taken by a read in the transaction stay; the read itself cannot write.
+    client
+        .batch_execute("SELECT * FROM orders WHERE id = 1 FOR UPDATE")
+        .await
+        .expect("select for update");
+    let err = client
+        .simple_query("SELECT sneaky()")
+        .await
+        .expect_err("read-only savepoint");
+    assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+    client.batch_execute("ROLLBACK").await.expect("rollback");
+    client.batch_execute("BEGIN").await.expect("begin");
+    client
+        .query("SELECT id FROM orders WHERE id = 2", &[])
+        .await
+        .expect("extended read in tx");
+    client
+        .batch_execute("UPDATE orders SET total = 42 WHERE id = 2")
+        .await
+        .expect("write after reads in the same transaction");
+    client.batch_execute("COMMIT").await.expect("commit");
+    assert_eq!(count(&admin, "SELECT count(*) FROM side_effects").await, 0);
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM orders WHERE total = 42").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn without_the_audit_schema_writes_are_refused_with_a_hint() {
+    let proxy = guarded(1000).await;
+    let db = unique("noaudit");
+    let admin = connect_super(direct(), "postgres").await;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db} TEMPLATE template0"))
+        .await
+        .expect("db");
+    let direct_db = connect_super(direct(), &db).await;
+    direct_db
+        .batch_execute("CREATE TABLE t (id int, v int); INSERT INTO t VALUES (1, 1)")
+        .await
+        .expect("table");
+    let client = connect_super(proxy.endpoint(), &db).await;
+    let err = client
+        .batch_execute("UPDATE t SET v = 2 WHERE id = 1")
+        .await
+        .expect_err("refused");
+    let e = err.as_db_error().expect("db error");
+    assert_eq!(e.code().code(), "42501");
+    assert!(
+        e.hint().is_some_and(|h| h.contains("pgbelay init")),
+        "{e:?}"
+    );
+    assert_eq!(count(&direct_db, "SELECT v::int8 FROM t").await, 1);
+}
+
+#[tokio::test]
+async fn pgbench_tpcb_like_runs_with_zero_failures_and_every_write_recorded() {
+    let proxy = guarded(1000).await;
+    let db = create_db("tpcb").await;
+    let init = pgbench(direct(), &["-i", "-s", "1", "-q", &db]).await;
+    assert!(init.success(), "{init:?}");
+    // As `pgbelay init` does: the tables are prepared before the first write.
+    let prepare = pgbelay::audit::prepare_all_sql("pgbelay").expect("sql");
+    connect_super(direct(), &db)
+        .await
+        .batch_execute(&prepare)
+        .await
+        .expect("prepare tables");
+    let out = pgbench(
+        proxy.endpoint(),
+        &["-n", "-T", "3", "-c", "4", "-M", "prepared", &db],
+    )
+    .await;
+    assert!(out.success(), "{out:?}");
+    assert!(
+        out.stdout.contains("number of failed transactions: 0"),
+        "{}",
+        out.stdout
+    );
+    let admin = connect_super(direct(), &db).await;
+    let tx: i64 = count(&admin, "SELECT count(*) FROM pgbench_history").await;
+    assert!(tx > 0);
+    // Per transaction: 3 UPDATEs and 1 INSERT, each one change row.
+    let by_kind = admin
+        .query(
+            "SELECT table_name, kind, count(*), sum(rows)::int8 FROM pgbelay.changes GROUP BY 1, 2 ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("changes");
+    let got: Vec<(String, String, i64, i64)> = by_kind
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("pgbench_accounts".into(), "update".into(), tx, tx),
+            ("pgbench_branches".into(), "update".into(), tx, tx),
+            ("pgbench_history".into(), "insert".into(), tx, tx),
+            ("pgbench_tellers".into(), "update".into(), tx, tx),
+        ]
+    );
+    // Every update change has exactly one before- and one after-image.
+    let bad = count(
+        &admin,
+        r#"SELECT count(*) FROM pgbelay.changes c
+            WHERE c.table_name = 'pgbench_branches'
+              AND (SELECT count(*) FROM pgbelay."public.pgbench_branches" s
+                    WHERE s.pgbelay_change_id = c.id) <> 2"#,
+    )
+    .await;
+    assert_eq!(bad, 0);
+}
