@@ -31,7 +31,12 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         .audit_schema
         .unwrap_or_else(|| Settings::default().audit_schema);
     let prepared = Prepared::new();
-    let judgement = policy::judge(&args.sql, &Context::offline(&audit, &prepared));
+    let mut judgement = policy::judge(&args.sql, &Context::offline(&audit, &prepared));
+    let settings = Settings {
+        audit_schema: audit,
+        ..Settings::default()
+    };
+    show_recording(&mut judgement, &args.sql, &settings);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&to_json(&judgement))?);
     } else {
@@ -41,6 +46,37 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         Verdict::Allow | Verdict::Rewrite(_) => 0,
         Verdict::Refuse(_) => 1,
     }))
+}
+
+/// A write the proxy records is a rewrite: show what runs for it in autocommit (inside a
+/// client transaction, `BEGIN READ WRITE`/`COMMIT` give way to `end_statement()`).
+fn show_recording(judgement: &mut Judgement, sql: &str, settings: &Settings) {
+    let [one] = judgement.statements.as_slice() else {
+        return;
+    };
+    let (Verdict::Allow, policy::StatementClass::Write(kind, target)) =
+        (&judgement.verdict, &one.class)
+    else {
+        return;
+    };
+    let recorder = policy::Recorder::new(settings);
+    let info = crate::session::SessionInfo::default();
+    let at = crate::session::Position {
+        tx_status: crate::wire::TxStatus::Idle,
+        pipelined: false,
+        batch_start: true,
+    };
+    judgement.verdict =
+        match recorder.write(&info, *kind, target, &one.text, sql, Default::default()) {
+            Ok(write) => {
+                let mut plan = recorder.plan(&write, at, false);
+                if plan.sql.is_none() {
+                    plan.sql = Some(one.text.clone());
+                }
+                Verdict::Rewrite(plan)
+            }
+            Err(refusal) => Verdict::Refuse(refusal),
+        };
 }
 
 fn verdict_word(v: &Verdict) -> &'static str {
@@ -139,6 +175,29 @@ mod test {
         assert_eq!(json["class"], "drop");
         assert_eq!(json["statements"][0]["class"], "write");
         assert_eq!(to_json(&judged("select 1"))["verdict"], "allow");
+    }
+
+    #[test]
+    fn a_write_shows_what_runs() {
+        let sql = "DELETE FROM orders WHERE id = 3";
+        let mut j = judged(sql);
+        show_recording(&mut j, sql, &Settings::default());
+        let text = to_text(&j);
+        assert!(text.starts_with("verdict: rewrite\n"), "{text}");
+        assert!(text.contains("runs: BEGIN READ WRITE\n"), "{text}");
+        assert!(
+            text.contains("runs: SELECT \"pgbelay\".begin_statement("),
+            "{text}"
+        );
+        assert!(
+            text.contains("runs: UPDATE orders SET deleted_at = pg_catalog.now() WHERE orders.deleted_at IS NULL AND id = 3\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("runs: COMMIT\n"), "{text}");
+        let sql = "UPDATE orders SET n = 1 WHERE id = 3";
+        let mut j = judged(sql);
+        show_recording(&mut j, sql, &Settings::default());
+        assert_eq!(to_json(&j)["runs"]["sql"], sql);
     }
 
     #[test]
