@@ -303,9 +303,8 @@ async fn reads_cannot_write_in_autocommit_or_in_a_transaction() {
     );
 }
 
-#[tokio::test]
-async fn without_the_audit_schema_writes_are_refused_with_a_hint() {
-    let proxy = guarded(1000).await;
+/// A database made from template0: no audit schema.
+async fn bare_db() -> (String, Client) {
     let db = unique("noaudit");
     let admin = connect_super(direct(), "postgres").await;
     admin
@@ -314,21 +313,60 @@ async fn without_the_audit_schema_writes_are_refused_with_a_hint() {
         .expect("db");
     let direct_db = connect_super(direct(), &db).await;
     direct_db
-        .batch_execute("CREATE TABLE t (id int, v int); INSERT INTO t VALUES (1, 1)")
+        .batch_execute(&format!(
+            "CREATE TABLE t (id int, v int); INSERT INTO t VALUES (1, 1);
+             GRANT ALL ON t TO {TRUST_USER}"
+        ))
         .await
         .expect("table");
-    let client = connect_super(proxy.endpoint(), &db).await;
+    (db, direct_db)
+}
+
+#[tokio::test]
+async fn without_the_audit_schema_a_role_that_cannot_create_it_is_refused_with_a_hint() {
+    let proxy = guarded(1000).await;
+    let (db, direct_db) = bare_db().await;
+    let client = connect(proxy.endpoint(), TRUST_USER, None, &db)
+        .await
+        .expect("connect");
     let err = client
         .batch_execute("UPDATE t SET v = 2 WHERE id = 1")
         .await
         .expect_err("refused");
     let e = err.as_db_error().expect("db error");
     assert_eq!(e.code().code(), "42501");
+    assert!(e.message().starts_with("pgbelay: refused"), "{e:?}");
     assert!(
         e.hint().is_some_and(|h| h.contains("pgbelay init")),
         "{e:?}"
     );
     assert_eq!(count(&direct_db, "SELECT v::int8 FROM t").await, 1);
+    assert_eq!(
+        count(
+            &direct_db,
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgbelay'"
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn the_first_write_installs_the_audit_schema_when_the_role_may() {
+    let proxy = guarded(1000).await;
+    let (db, direct_db) = bare_db().await;
+    let client = connect_super(proxy.endpoint(), &db).await;
+    client
+        .batch_execute("UPDATE t SET v = 2 WHERE id = 1")
+        .await
+        .expect("first write");
+    let kinds = direct_db
+        .query("SELECT kind, rows FROM pgbelay.changes", &[])
+        .await
+        .expect("installed and recorded");
+    let kinds: Vec<(String, i64)> = kinds.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(kinds, vec![("update".into(), 1)]);
+    assert_eq!(count(&direct_db, "SELECT v::int8 FROM t").await, 2);
 }
 
 #[tokio::test]

@@ -52,6 +52,9 @@ pub struct Recorder {
     audit_schema: Arc<str>,
     soft_delete_column: Arc<str>,
     max_rows: u64,
+    /// The statement that makes sure the audit schema exists (built once: it embeds the
+    /// whole install script).
+    ensure_schema: Arc<str>,
 }
 
 impl Recorder {
@@ -61,6 +64,7 @@ impl Recorder {
             audit_schema: Arc::from(settings.audit_schema.as_str()),
             soft_delete_column: Arc::from(settings.soft_delete_column.as_str()),
             max_rows: settings.max_rows,
+            ensure_schema: Arc::from(ensure_schema(&settings.audit_schema)),
         }
     }
 
@@ -128,7 +132,7 @@ impl Recorder {
             before.push("BEGIN READ WRITE".to_string());
         }
         if check_schema {
-            before.push(self.schema_check());
+            before.push(self.ensure_schema.to_string());
         }
         before.push(write.begin.clone());
         let after = if autocommit {
@@ -179,23 +183,37 @@ impl Recorder {
         audit::end_statement_sql(&self.audit_schema)
             .unwrap_or_else(|_| "SELECT 'pgbelay: invalid audit schema name'::int".to_string())
     }
+}
 
-    /// Raises the §A3 refusal in the server when the audit schema is not installed, so
-    /// the write that follows fails instead of running unrecorded.
-    fn schema_check(&self) -> String {
-        let schema = audit::quote_ident(&self.audit_schema);
-        let probe = audit::quote_literal(&format!("{schema}.end_statement()"))
-            .unwrap_or_else(|_| "''".to_string());
-        let name = audit::quote_literal(&self.audit_schema).unwrap_or_else(|_| "''".to_string());
-        format!(
-            "DO $pgbelay$ BEGIN IF pg_catalog.to_regprocedure({probe}) IS NULL THEN \
-             RAISE EXCEPTION USING ERRCODE = '42501', \
-             MESSAGE = 'pgbelay: refused: the audit schema ' || {name} || ' is not installed in this database, so the write cannot be recorded', \
-             DETAIL = 'statement class: write', \
-             HINT = 'Run: pgbelay init --db <URL of this database> (as its owner)'; \
-             END IF; END $pgbelay$"
-        )
-    }
+/// A DO block run before a session's first recorded write: when the audit schema is
+/// missing, it installs it if the session's role may create schemas in the database (what
+/// `pgbelay init` does), and otherwise raises the §A3 refusal with a hint to run `pgbelay
+/// init`, so the write that follows fails instead of running unrecorded. A no-op (one
+/// catalog lookup) when the schema is there.
+fn ensure_schema(audit_schema: &str) -> String {
+    let schema = audit::quote_ident(audit_schema);
+    let probe = audit::quote_literal(&format!("{schema}.end_statement()"))
+        .unwrap_or_else(|_| "''".to_string());
+    let name = audit::quote_literal(audit_schema).unwrap_or_else(|_| "''".to_string());
+    // The install script travels as one string literal; its own dollar quotes are inert.
+    let install = audit::install_sql(audit_schema)
+        .ok()
+        .and_then(|sql| audit::quote_literal(&sql).ok());
+    let install = match install {
+        Some(script) => format!(
+            "IF pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE') THEN \
+             EXECUTE {script}; RETURN; END IF; "
+        ),
+        None => String::new(),
+    };
+    format!(
+        "DO $pgbelay_ensure$ BEGIN IF pg_catalog.to_regprocedure({probe}) IS NULL THEN {install}\
+         RAISE EXCEPTION USING ERRCODE = '42501', \
+         MESSAGE = 'pgbelay: refused: the audit schema ' || {name} || ' is not installed in this database, so the write cannot be recorded', \
+         DETAIL = 'statement class: write', \
+         HINT = 'Run: pgbelay init --db <URL of this database> (as its owner)'; \
+         END IF; END $pgbelay_ensure$"
+    )
 }
 
 #[cfg(test)]
@@ -233,7 +251,7 @@ mod test {
             .unwrap();
         let plan = r.plan(&w, at(TxStatus::Idle), true);
         assert_eq!(plan.before[0], "BEGIN READ WRITE");
-        assert!(plan.before[1].starts_with("DO $pgbelay$"));
+        assert!(plan.before[1].starts_with("DO $pgbelay_ensure$"));
         assert!(
             plan.before[2].starts_with("SELECT \"pgbelay\".begin_statement("),
             "{}",
