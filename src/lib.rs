@@ -18,6 +18,7 @@
 //! * [`server`]: accept loop, signals, graceful drain.
 //! * [`config`]: settings (flag > env > file > default).
 //! * [`cluster`]: a throwaway PostgreSQL for `pgbelay demo` and the tests.
+//! * [`approval`]: approval tokens (mint, verify); [`audit`]: the audit schema.
 //! * [`cli`]: the `pgbelay` subcommands.
 
 #![warn(
@@ -29,6 +30,7 @@
 )]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod approval;
 pub mod audit;
 pub mod cli;
 pub mod cluster;

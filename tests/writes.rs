@@ -166,7 +166,7 @@ async fn delete_without_the_soft_delete_column_is_refused() {
     );
     assert!(
         e.hint()
-            .is_some_and(|h| h.contains("pgbelay approve --sql")),
+            .is_some_and(|h| h.contains("pgbelay approve --hard --sql")),
         "{e:?}"
     );
     assert_eq!(count(&admin, "SELECT count(*) FROM notes").await, 1);

@@ -45,7 +45,10 @@
 //! `<audit>."<schema>.<table>"`: `before` for UPDATE/DELETE/TRUNCATE rows, `after` for
 //! UPDATE/INSERT rows.
 
+mod approved;
 mod schema;
+
+pub use approved::{prepare_truncate_sql, record_change_sql, recycle_tables_sql};
 
 pub use schema::{
     DEFAULT_AUDIT_SCHEMA, SCHEMA_VERSION, StatementMeta, begin_statement_sql, end_statement_sql,

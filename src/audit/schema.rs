@@ -50,7 +50,7 @@ pub fn quote_literal(text: &str) -> Result<String, AuditError> {
 /// Checks that `name` can be the audit schema: the install script embeds it in function
 /// bodies quoted with `$pgbelay$`, so `$` is refused, and `<name>_trash` must fit in 63
 /// bytes.
-fn check_schema_name(name: &str) -> Result<(), AuditError> {
+pub(super) fn check_schema_name(name: &str) -> Result<(), AuditError> {
     let invalid = |reason| {
         Err(AuditError::InvalidSchemaName {
             name: name.to_string(),

@@ -66,17 +66,21 @@ fn show_recording(judgement: &mut Judgement, sql: &str, settings: &Settings) {
         pipelined: false,
         batch_start: true,
     };
-    judgement.verdict =
-        match recorder.write(&info, *kind, target, &one.text, sql, Default::default()) {
-            Ok(write) => {
-                let mut plan = recorder.plan(&write, at, false);
-                if plan.sql.is_none() {
-                    plan.sql = Some(one.text.clone());
-                }
-                Verdict::Rewrite(plan)
+    let source = policy::Source {
+        text: &one.text,
+        client_sql: sql,
+        dialect: Default::default(),
+    };
+    judgement.verdict = match recorder.write(&info, *kind, target, source, None) {
+        Ok(write) => {
+            let mut plan = recorder.plan(&write, at, false);
+            if plan.sql.is_none() {
+                plan.sql = Some(one.text.clone());
             }
-            Err(refusal) => Verdict::Refuse(refusal),
-        };
+            Verdict::Rewrite(plan)
+        }
+        Err(refusal) => Verdict::Refuse(refusal),
+    };
 }
 
 fn verdict_word(v: &Verdict) -> &'static str {

@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod approve;
 pub mod check;
 pub mod demo;
 pub mod init;
@@ -29,6 +30,8 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Install the audit schema in a database (idempotent).
     Init(init::InitArgs),
+    /// Mint an approval token for exactly one statement; the token is the last line of stdout.
+    Approve(approve::ApproveArgs),
 }
 
 /// Runs a parsed command; returns the process exit code.
@@ -38,5 +41,6 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Demo(args) => demo::run(args),
         Command::Check(args) => check::run(args),
         Command::Init(args) => init::run(args),
+        Command::Approve(args) => approve::run(args),
     }
 }

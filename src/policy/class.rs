@@ -80,6 +80,8 @@ pub enum IrreversibleKind {
     Unparseable,
     /// A write pgbelay cannot record where it stands (the reason).
     Unrecordable(Unrecordable),
+    /// An approval token was presented and failed a check (the reason).
+    InvalidApproval(String),
 }
 
 impl IrreversibleKind {
@@ -115,7 +117,29 @@ impl IrreversibleKind {
             Self::Unsupported(_) => "unsupported statement",
             Self::Unparseable => "unparseable",
             Self::Unrecordable(_) => "unrecordable write",
+            Self::InvalidApproval(_) => "approval",
         }
+    }
+
+    /// Whether an approval token can lift this refusal. Not: what would keep running
+    /// unrecorded after the statement (a prepared write), what loosens the guard or the
+    /// audit trail, what acts outside the database or outlives the session, and what
+    /// pgbelay cannot read or record at all.
+    pub fn approvable(&self) -> bool {
+        !matches!(
+            self,
+            Self::PrepareWrite(_)
+                | Self::ExecuteWrite(_)
+                | Self::UnknownPrepared(_)
+                | Self::AuditSchema(_)
+                | Self::GuardSetting(_)
+                | Self::Encoding(_)
+                | Self::ServerSideCopy
+                | Self::TwoPhase
+                | Self::Unparseable
+                | Self::Unrecordable(_)
+                | Self::InvalidApproval(_)
+        )
     }
 }
 

@@ -10,16 +10,21 @@
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use lru::LruCache;
 
+use crate::approval::{Approval, Secret, token_in_comments};
 use crate::config::Settings;
 use crate::session::{Decision, Hooks, Plan, Position, SessionHooks, SessionInfo};
-use crate::sql::{Dialect, Kind, ParseError, Statement, analyze, numeric_masked_key};
+use crate::sql::{
+    Dialect, Kind, ParseError, SettingName, SettingValue, Statement, analyze, canonical,
+    numeric_masked_key,
+};
 use crate::wire::TxStatus;
 
 use super::class::{IrreversibleKind, Unrecordable};
-use super::record::{RecordedWrite, Recorder};
+use super::record::{RecordedWrite, Recorder, Source};
 use super::refusal::Refusal;
 use super::{
     Context, Judgement, Prepared, PreparedChange, StatementClass, Verdict, judge_analyzed,
@@ -50,6 +55,8 @@ pub struct Guard {
     shapes: Arc<Mutex<LruCache<String, Analysis>>>,
     /// How writes are recorded.
     recorder: Recorder,
+    /// The key approval tokens are checked with (`approval_secret`).
+    secret: Option<Arc<Secret>>,
 }
 
 impl std::fmt::Debug for Guard {
@@ -74,6 +81,10 @@ impl Guard {
             cache: Arc::new(Mutex::new(LruCache::new(entries))),
             shapes: Arc::new(Mutex::new(LruCache::new(entries))),
             recorder: Recorder::new(settings),
+            secret: settings
+                .approval_secret
+                .as_deref()
+                .map(|s| Arc::new(Secret::new(s))),
         }
     }
 
@@ -146,6 +157,8 @@ impl Hooks for Guard {
             extended: HashMap::new(),
             batch_wrapped: None,
             schema_checked: false,
+            pending_approval: None,
+            held_used: false,
         })
     }
 }
@@ -176,6 +189,10 @@ pub struct GuardSession {
     batch_wrapped: Option<String>,
     /// Whether this session already checked that the audit schema is installed.
     schema_checked: bool,
+    /// A token presented with `SET pgbelay.approval`, for the next statement that needs one.
+    pending_approval: Option<String>,
+    /// Whether the statement being decided used the held token.
+    held_used: bool,
 }
 
 fn refuse(refusal: Refusal) -> Decision {
@@ -185,7 +202,24 @@ fn refuse(refusal: Refusal) -> Decision {
 }
 
 impl GuardSession {
+    /// The decision for one Query or Parse. A held token (`SET pgbelay.approval`) is
+    /// consumed only by a final decision: `Wait` calls this again with the same statement.
     fn decide(
+        &mut self,
+        info: &SessionInfo,
+        at: Position,
+        sql: &str,
+        parse_name: Option<&str>,
+    ) -> Decision {
+        self.held_used = false;
+        let decision = self.decide_now(info, at, sql, parse_name);
+        if self.held_used && !matches!(decision, Decision::Wait) {
+            self.pending_approval = None;
+        }
+        decision
+    }
+
+    fn decide_now(
         &mut self,
         info: &SessionInfo,
         at: Position,
@@ -196,8 +230,54 @@ impl GuardSession {
             self.batch_wrapped = None;
         }
         let judgement = self.guard.judge(sql, info, &self.prepared);
+        let dialect = Dialect {
+            standard_conforming_strings: info.standard_conforming_strings,
+        };
+        if let Some(decision) = self.approval_setting(sql, dialect, parse_name) {
+            return decision;
+        }
+        // A token is looked for only where one could matter; the SET form is consumed by
+        // the next statement that needs a token.
+        let wants_token = match &judgement.verdict {
+            Verdict::Refuse(r) => r.kind.approvable(),
+            _ => judgement
+                .statements
+                .iter()
+                .any(|s| matches!(s.class, StatementClass::Write(..))),
+        };
+        let approval = match wants_token
+            .then(|| {
+                token_in_comments(sql).map(str::to_string).or_else(|| {
+                    self.held_used = true;
+                    self.pending_approval.clone()
+                })
+            })
+            .flatten()
+        {
+            None => None,
+            Some(token) => match self.check_token(&token, sql, dialect) {
+                Ok(approval) => Some(approval),
+                Err(why) => {
+                    if let Some(name) = parse_name {
+                        self.extended.remove(name);
+                    }
+                    return refuse(Refusal::approval(sql, &why));
+                }
+            },
+        };
         let verdict = match judgement.verdict {
             Verdict::Refuse(refusal) => {
+                if let (Some(approval), [one]) = (&approval, judgement.statements.as_slice()) {
+                    let recorder = &self.guard.recorder;
+                    return match recorder.approved(info, one, &refusal.kind, sql, dialect, approval)
+                    {
+                        Ok(recorded) => {
+                            tracing::info!(statement = %sql, token = %approval.id, by = %approval.by, "approved");
+                            self.run_recorded(recorded, info, at, parse_name)
+                        }
+                        Err(refusal) => refuse(refusal),
+                    };
+                }
                 if let Some(name) = parse_name {
                     self.extended.remove(name);
                 }
@@ -230,9 +310,6 @@ impl GuardSession {
             self.prepared.insert(name.to_string(), one.class.clone());
         }
         let statements = &judgement.statements;
-        let dialect = Dialect {
-            standard_conforming_strings: info.standard_conforming_strings,
-        };
         if let Some(write) = statements
             .iter()
             .find(|s| matches!(s.class, StatementClass::Write(..)))
@@ -247,37 +324,16 @@ impl GuardSession {
                 return Decision::Forward;
             };
             let recorder = &self.guard.recorder;
-            let recorded = match recorder.write(info, *kind, target, &write.text, sql, dialect) {
+            let source = Source {
+                text: &write.text,
+                client_sql: sql,
+                dialect,
+            };
+            let recorded = match recorder.write(info, *kind, target, source, approval.as_ref()) {
                 Ok(w) => w,
                 Err(refusal) => return refuse(refusal),
             };
-            if let Some(name) = parse_name {
-                self.extended
-                    .insert(name.to_string(), Extended::Write(recorded.clone()));
-                // A named statement is prepared now and executed by later Binds (which
-                // are wrapped); wrapping its Parse would run the recording statements, and
-                // their locks, for nothing (pgbench prepares synchronously inside its
-                // transactions). The unnamed statement is parsed and executed in one batch.
-                if !name.is_empty() || !at.batch_start {
-                    // Only the text changes here; its Bind decides (and refuses when it
-                    // cannot be wrapped).
-                    let plan = recorder.plan(&recorded, at, false);
-                    return Decision::Rewrite(Plan {
-                        sql: plan.sql,
-                        rename_tag: plan.rename_tag,
-                        ..Plan::default()
-                    });
-                }
-                self.batch_wrapped = Some(name.to_string());
-            }
-            if at.pipelined {
-                // The plan depends on the transaction status, known once earlier
-                // requests are answered.
-                return Decision::Wait;
-            }
-            let plan = recorder.plan(&recorded, at, !self.schema_checked);
-            self.schema_checked = true;
-            return Decision::Rewrite(plan);
+            return self.run_recorded(recorded, info, at, parse_name);
         }
         let all_reads =
             !statements.is_empty() && statements.iter().all(|s| s.class == StatementClass::Read);
@@ -315,6 +371,103 @@ impl GuardSession {
             Verdict::Rewrite(plan) => Decision::Rewrite(plan),
             _ => Decision::Forward,
         }
+    }
+}
+
+impl GuardSession {
+    /// Runs a recorded write (or an approved statement) where the session stands.
+    fn run_recorded(
+        &mut self,
+        recorded: RecordedWrite,
+        _info: &SessionInfo,
+        at: Position,
+        parse_name: Option<&str>,
+    ) -> Decision {
+        let recorder = &self.guard.recorder;
+        if let Some(name) = parse_name {
+            self.extended
+                .insert(name.to_string(), Extended::Write(recorded.clone()));
+            // A named statement is prepared now and executed by later Binds (which are
+            // wrapped); wrapping its Parse would run the recording statements, and their
+            // locks, for nothing (pgbench prepares synchronously inside its transactions).
+            // The unnamed statement is parsed and executed in one batch.
+            if !name.is_empty() || !at.batch_start {
+                // Only the text changes here; its Bind decides (and refuses when it cannot
+                // be wrapped).
+                let plan = recorder.plan(&recorded, at, false);
+                return Decision::Rewrite(Plan {
+                    sql: plan.sql,
+                    rename_tag: plan.rename_tag,
+                    ..Plan::default()
+                });
+            }
+            self.batch_wrapped = Some(name.to_string());
+        }
+        if at.pipelined {
+            // The plan depends on the transaction status, known once earlier requests
+            // are answered.
+            return Decision::Wait;
+        }
+        let plan = recorder.plan(&recorded, at, !self.schema_checked);
+        self.schema_checked = true;
+        Decision::Rewrite(plan)
+    }
+
+    /// `SET pgbelay.approval = 'TOKEN'` holds the token for the next statement that needs
+    /// one, and reaches the server as `SET pgbelay.approval TO DEFAULT` (same reply, and
+    /// the token stays out of the server's settings and logs). `RESET` / `TO DEFAULT`
+    /// drops a held token. `None` for any other statement.
+    fn approval_setting(
+        &mut self,
+        sql: &str,
+        dialect: Dialect,
+        parse_name: Option<&str>,
+    ) -> Option<Decision> {
+        let analysis = self.guard.analysis(sql, dialect);
+        let Ok([one]) = analysis.as_ref().as_ref().map(Vec::as_slice) else {
+            return None;
+        };
+        let [change] = one.settings.as_slice() else {
+            return None;
+        };
+        if one.kind != Kind::SessionControl
+            || change.name != SettingName::Named(crate::approval::SETTING.to_string())
+        {
+            return None;
+        }
+        if let Some(name) = parse_name {
+            self.extended.insert(name.to_string(), Extended::Other);
+        }
+        match &change.value {
+            SettingValue::Literal(values) => {
+                let [token] = values.as_slice() else {
+                    return Some(refuse(Refusal::approval(
+                        sql,
+                        "SET pgbelay.approval takes one token",
+                    )));
+                };
+                self.pending_approval = Some(token.clone());
+                Some(Decision::Rewrite(Plan {
+                    sql: Some(format!("SET {} TO DEFAULT", crate::approval::SETTING)),
+                    ..Plan::default()
+                }))
+            }
+            SettingValue::Default | SettingValue::Unknown => {
+                self.pending_approval = None;
+                None
+            }
+        }
+    }
+
+    /// Checks a presented token against this statement: form, signature, expiry, then
+    /// the statement (its canonical text). Single use is checked in the server.
+    fn check_token(&self, token: &str, sql: &str, dialect: Dialect) -> Result<Approval, String> {
+        let approval =
+            crate::approval::verify(self.guard.secret.as_deref(), token, SystemTime::now())
+                .map_err(|e| e.to_string())?;
+        let canonical = canonical(sql, dialect).map_err(|e| e.to_string())?;
+        approval.covers(&canonical).map_err(|e| e.to_string())?;
+        Ok(approval)
     }
 }
 
@@ -397,6 +550,38 @@ mod test {
             client_encoding: "UTF8".into(),
             ..SessionInfo::default()
         }
+    }
+
+    #[test]
+    fn set_approval_is_held_for_the_next_statement_that_needs_it() {
+        let settings = Settings {
+            approval_secret: Some("k".into()),
+            ..Settings::default()
+        };
+        let guard = Guard::new(&settings);
+        let mut session = guard.session(&info());
+        let token = crate::approval::Approval::new(
+            "TRUNCATE logs".into(),
+            SystemTime::now(),
+            std::time::Duration::from_secs(60),
+            "a".into(),
+            None,
+            false,
+        )
+        .mint(&Secret::new("k"));
+        let set = session.on_query(&info(), at(), &format!("SET pgbelay.approval = '{token}'"));
+        assert!(
+            matches!(&set, Decision::Rewrite(p) if p.sql.as_deref() == Some("SET pgbelay.approval TO DEFAULT")),
+            "{set:?}"
+        );
+        assert!(matches!(
+            session.on_query(&info(), at(), "SELECT 1"),
+            Decision::Forward
+        ));
+        let truncate = session.on_query(&info(), at(), "TRUNCATE logs");
+        assert!(matches!(truncate, Decision::Rewrite(_)), "{truncate:?}");
+        let again = session.on_query(&info(), at(), "TRUNCATE logs");
+        assert!(matches!(again, Decision::Refuse(_)), "{again:?}");
     }
 
     #[test]

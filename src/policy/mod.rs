@@ -27,7 +27,7 @@ pub use crate::sql::{Dialect, QualifiedName, WriteKind};
 use crate::sql::{Kind, ParseError, Statement};
 pub use class::{IrreversibleKind, StatementClass};
 pub use guard::{Guard, GuardSession};
-pub use record::{RecordedWrite, Recorder};
+pub use record::{RecordedWrite, Recorder, Source};
 pub use refusal::{Refusal, shell_quote};
 
 /// SQL-level and protocol-level prepared statements of a session, by name, with the

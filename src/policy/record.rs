@@ -26,8 +26,10 @@ use crate::session::{Plan, Position, SessionInfo};
 use crate::sql::{Dialect, QualifiedName, WriteKind};
 use crate::wire::TxStatus;
 
+use super::Judged;
 use super::class::{IrreversibleKind, Unrecordable};
 use super::refusal::Refusal;
+use crate::approval::Approval;
 
 /// Name of the savepoint that makes a read inside a client transaction read-only.
 const READ_SAVEPOINT: &str = "pgbelay_read";
@@ -36,14 +38,28 @@ const READ_SAVEPOINT: &str = "pgbelay_read";
 /// of a prepared statement).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedWrite {
-    /// `SELECT <audit>.begin_statement(...)`.
-    begin: String,
+    /// `SELECT <audit>.begin_statement(...)`, and for an approved TRUNCATE the preparation
+    /// of every table it empties.
+    begin: Vec<String>,
     /// The statement to send instead (the soft-delete UPDATE of a DELETE).
     replacement: Option<String>,
     /// CommandComplete rename (`UPDATE n` → `DELETE n`).
     rename_tag: Option<(String, String)>,
     /// COPY FROM STDIN: what follows it must wait until the copy is done.
     copy: bool,
+    /// After the statement: the change row of an approved statement no trigger records.
+    markers: Vec<String>,
+}
+
+/// A statement as the client sent it.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    /// The statement's own source text.
+    pub text: &'a str,
+    /// The whole Query or Parse as the client sent it (recorded as the statement).
+    pub client_sql: &'a str,
+    /// How the session's server reads literals.
+    pub dialect: Dialect,
 }
 
 /// The recording settings every session shares.
@@ -74,20 +90,26 @@ impl Recorder {
         vec!["SET default_transaction_read_only = on".to_string()]
     }
 
-    /// Prepares the recording of one write statement (`text`: its own source text;
-    /// `client_sql`: the whole Query or Parse as the client sent it, which is recorded).
+    /// Prepares the recording of one write statement, approved or not.
     pub fn write(
         &self,
         info: &SessionInfo,
         kind: WriteKind,
         target: &QualifiedName,
-        text: &str,
-        client_sql: &str,
-        dialect: Dialect,
+        source: Source<'_>,
+        approval: Option<&Approval>,
     ) -> Result<RecordedWrite, Refusal> {
+        let Source {
+            text,
+            client_sql,
+            dialect,
+        } = source;
         let unrecordable =
             |why| Refusal::statement(IrreversibleKind::Unrecordable(why), client_sql);
+        let hard = approval.is_some_and(|a| a.hard);
         let (replacement, rename_tag, recorded_kind) = match kind {
+            // An approved --hard DELETE runs as written; its rows are recorded as they go.
+            WriteKind::Delete if hard => (None, None, None),
             WriteKind::Delete => {
                 let update = crate::rewrite::soft_delete(text, &self.soft_delete_column, dialect)
                     .map_err(|_| unrecordable(Unrecordable::Rewrite))?;
@@ -103,24 +125,136 @@ impl Recorder {
                 return Err(Refusal::statement(IrreversibleKind::Merge, client_sql));
             }
         };
-        let meta = StatementMeta {
-            table: Some(target.to_string()),
-            statement: client_sql.to_string(),
-            kind: recorded_kind,
-            max_rows: Some(self.max_rows),
-            client_addr: Some(info.client_addr.clone()).filter(|a| !a.is_empty()),
-            application_name: Some(info.application_name.clone()).filter(|a| !a.is_empty()),
-            soft_delete_column: Some(self.soft_delete_column.to_string()),
-            ..StatementMeta::default()
-        };
+        let meta = self.meta(info, Some(target), recorded_kind, client_sql, approval);
         let begin = audit::begin_statement_sql(&self.audit_schema, &meta)
             .map_err(|_| unrecordable(Unrecordable::Rewrite))?;
         Ok(RecordedWrite {
-            begin,
+            begin: vec![begin],
             replacement,
             rename_tag,
             copy: kind == WriteKind::CopyFrom,
+            markers: Vec::new(),
         })
+    }
+
+    /// What `begin_statement` is told: the token lifts the blast-radius limit.
+    fn meta(
+        &self,
+        info: &SessionInfo,
+        target: Option<&QualifiedName>,
+        kind: Option<String>,
+        client_sql: &str,
+        approval: Option<&Approval>,
+    ) -> StatementMeta {
+        StatementMeta {
+            table: target.map(ToString::to_string),
+            statement: client_sql.to_string(),
+            kind,
+            max_rows: if approval.is_some() {
+                None
+            } else {
+                Some(self.max_rows)
+            },
+            approval: approval.map(|a| a.id.clone()),
+            approved_by: approval.map(|a| a.by.clone()),
+            reason: approval.and_then(|a| a.reason.clone()),
+            client_addr: Some(info.client_addr.clone()).filter(|a| !a.is_empty()),
+            application_name: Some(info.application_name.clone()).filter(|a| !a.is_empty()),
+            soft_delete_column: Some(self.soft_delete_column.to_string()),
+        }
+    }
+
+    /// Prepares an approved irreversible statement (`judged`, refused as `kind` without
+    /// the token) so that it runs recorded with the token's id:
+    ///
+    /// * UPDATE / DELETE without WHERE: a recorded write (a DELETE still soft unless hard);
+    /// * DROP TABLE: the tables move to the recycle bin (`--hard`: really dropped);
+    /// * TRUNCATE: every table it empties records its rows first;
+    /// * anything else runs as written, and a change row of the class's kind records it
+    ///   (rows it changes in tables pgbelay records are captured as well).
+    pub fn approved(
+        &self,
+        info: &SessionInfo,
+        judged: &Judged,
+        kind: &IrreversibleKind,
+        client_sql: &str,
+        dialect: Dialect,
+        approval: &Approval,
+    ) -> Result<RecordedWrite, Refusal> {
+        let unrecordable =
+            |why| Refusal::statement(IrreversibleKind::Unrecordable(why), client_sql);
+        let built = |r: Result<String, audit::AuditError>| {
+            r.map_err(|_| unrecordable(Unrecordable::Rewrite))
+        };
+        let schema = &*self.audit_schema;
+        if let IrreversibleKind::Unfiltered(write) = kind
+            && let Some(target) = judged.targets.first()
+        {
+            let source = Source {
+                text: &judged.text,
+                client_sql,
+                dialect,
+            };
+            return self.write(info, *write, target, source, Some(approval));
+        }
+        let names =
+            |tables: &[QualifiedName]| tables.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let mut recorded = RecordedWrite {
+            begin: Vec::new(),
+            replacement: None,
+            rename_tag: None,
+            copy: false,
+            markers: Vec::new(),
+        };
+        let mut marker = true;
+        let mut first_table = None;
+        match kind {
+            IrreversibleKind::Drop if !approval.hard => {
+                if let Some(drop) = crate::sql::drop_tables(client_sql, dialect) {
+                    recorded.replacement = Some(built(audit::recycle_tables_sql(
+                        schema,
+                        &names(&drop.tables),
+                        drop.if_exists,
+                    ))?);
+                    recorded.rename_tag = Some(("DO".to_string(), "DROP TABLE".to_string()));
+                    marker = false;
+                }
+            }
+            IrreversibleKind::Truncate => {
+                if let Some(truncate) = crate::sql::truncate_tables(client_sql, dialect) {
+                    recorded.begin.push(built(audit::prepare_truncate_sql(
+                        schema,
+                        &names(&truncate.tables),
+                        truncate.cascade,
+                    ))?);
+                    marker = false;
+                }
+            }
+            // Rows a hidden write changes are captured for its target table.
+            IrreversibleKind::HiddenWrite(_)
+            | IrreversibleKind::CopyWrite(_)
+            | IrreversibleKind::ExplainAnalyzeWrite(_)
+            | IrreversibleKind::Merge => first_table = judged.targets.first(),
+            _ => {}
+        }
+        let meta = self.meta(info, first_table, None, client_sql, Some(approval));
+        recorded
+            .begin
+            .insert(0, built(audit::begin_statement_sql(schema, &meta))?);
+        if marker {
+            let recorded_kind = match kind {
+                IrreversibleKind::Drop => "drop",
+                other => other.label(),
+            };
+            let target = judged.targets.first();
+            recorded.markers.push(built(audit::record_change_sql(
+                schema,
+                recorded_kind,
+                target.and_then(|t| t.schema.as_deref()),
+                target.map(|t| t.name.as_str()),
+            ))?);
+        }
+        Ok(recorded)
     }
 
     /// The plan that runs `write` where the session stands. `check_schema` adds the
@@ -134,12 +268,13 @@ impl Recorder {
         if check_schema {
             before.push(self.ensure_schema.to_string());
         }
-        before.push(write.begin.clone());
-        let after = if autocommit {
-            vec!["COMMIT".to_string()]
+        before.extend(write.begin.iter().cloned());
+        let mut after = write.markers.clone();
+        after.push(if autocommit {
+            "COMMIT".to_string()
         } else {
-            vec![self.end_statement()]
-        };
+            self.end_statement()
+        });
         Plan {
             before,
             sql: write.replacement.clone(),
@@ -244,9 +379,12 @@ mod test {
                 &SessionInfo::default(),
                 WriteKind::Delete,
                 &target(),
-                sql,
-                sql,
-                Dialect::default(),
+                Source {
+                    text: sql,
+                    client_sql: sql,
+                    dialect: Dialect::default(),
+                },
+                None,
             )
             .unwrap();
         let plan = r.plan(&w, at(TxStatus::Idle), true);
@@ -277,9 +415,12 @@ mod test {
                 &SessionInfo::default(),
                 WriteKind::Update,
                 &target(),
-                sql,
-                sql,
-                Dialect::default(),
+                Source {
+                    text: sql,
+                    client_sql: sql,
+                    dialect: Dialect::default(),
+                },
+                None,
             )
             .unwrap();
         let plan = r.plan(&w, at(TxStatus::InTransaction), false);

@@ -78,7 +78,7 @@ impl Refusal {
             ),
             K::GuardSetting(s) => (
                 format!("changing {s} would loosen the guard: {}", super::settings::why(s)),
-                approve,
+                "Leave it as it is while connected through pgbelay; an approval token cannot lift this".into(),
             ),
             K::Encoding(e) => (
                 format!("client_encoding {e} cannot be read safely"),
@@ -88,9 +88,16 @@ impl Refusal {
                 "COPY to or from a server file or program acts outside the database".into(),
                 "Use COPY … FROM STDIN / TO STDOUT (psql: \\copy)".into(),
             ),
-            K::TwoPhase => ("two-phase commit outlives the session".into(), approve),
+            K::TwoPhase => (
+                "two-phase commit outlives the session".into(),
+                "Commit or roll back normally; an approval token cannot lift this".into(),
+            ),
             K::Unsupported(what) => (format!("pgbelay does not judge {what} statements"), approve),
-            K::Unparseable => ("statement could not be parsed".into(), approve),
+            K::Unparseable => ("statement could not be parsed".into(), "Fix the statement's syntax".into()),
+            K::InvalidApproval(why) => (
+                format!("approval not accepted: {why}"),
+                format!("Mint a token for exactly this statement: {approve}"),
+            ),
             K::Unrecordable(why) => {
                 use super::class::Unrecordable as U;
                 let (what, hint) = match why {
@@ -120,6 +127,21 @@ impl Refusal {
             message: format!("pgbelay: refused: {what}"),
             hint,
         }
+    }
+
+    /// A token was presented with `statement` and failed a check (`why`).
+    pub fn approval(statement: &str, why: &str) -> Self {
+        Self::statement(K::InvalidApproval(why.to_string()), statement)
+    }
+
+    /// `refusal` stands although a token was presented: the token cannot lift it.
+    pub fn not_approvable(mut self) -> Self {
+        self.hint = format!(
+            "An approval token cannot lift this ({}). {}",
+            self.kind.label(),
+            self.hint
+        );
+        self
     }
 
     /// `sql` failed to parse; `error` is PostgreSQL's parser message.

@@ -5,8 +5,9 @@
 //! extended protocol; rows already soft-deleted are not touched again.
 
 use pg_query::protobuf::{
-    BoolExpr, BoolExprType, ColumnRef, DeleteStmt, FuncCall, Node, NullTest, NullTestType,
-    ParseResult, RangeVar, ResTarget, String as PgString, UpdateStmt, node::Node as N,
+    AConst, BoolExpr, BoolExprType, Boolean, ColumnRef, DeleteStmt, FuncCall, Node, NullTest,
+    NullTestType, ParseResult, RangeVar, ResTarget, String as PgString, UpdateStmt, a_const,
+    node::Node as N,
 };
 use pg_query::{DeparseOptions, ParserOptions};
 
@@ -61,7 +62,15 @@ pub fn soft_delete(sql: &str, column: &str, dialect: Dialect) -> Result<String, 
         with_clause,
     } = *delete;
     let relation = relation.ok_or(RewriteError::Shape("DELETE"))?;
-    let where_clause = where_clause.ok_or(RewriteError::Shape("DELETE … WHERE"))?;
+    // A DELETE without WHERE only gets here approved (the policy refuses it otherwise):
+    // every live row, `… IS NULL AND true`.
+    let where_clause = where_clause.unwrap_or_else(|| {
+        Box::new(node(N::AConst(AConst {
+            val: Some(a_const::Val::Boolval(Boolean { boolval: true })),
+            isnull: false,
+            location: -1,
+        })))
+    });
     let returning_len = returning_clause.as_ref().map_or(0, |r| r.exprs.len());
 
     // The column is qualified by the alias (or the table name), so a USING table with a
@@ -229,7 +238,11 @@ mod test {
             ),
             Err(RewriteError::Shape("DELETE"))
         );
-        assert!(soft_delete("DELETE FROM t", "deleted_at", Dialect::default()).is_err());
+        // Approved, a DELETE without WHERE soft-deletes every live row.
+        assert_eq!(
+            soft_delete("DELETE FROM t", "deleted_at", Dialect::default()).unwrap(),
+            "UPDATE t SET deleted_at = pg_catalog.now() WHERE t.deleted_at IS NULL AND true"
+        );
         assert!(
             soft_delete(
                 "DELETE FROM t WHERE a; DELETE FROM u WHERE b",

@@ -592,10 +592,14 @@ fn client_unit(swallow_ready: bool, rename_tag: Option<(String, String)>) -> Uni
     }
 }
 
-/// `UPDATE 3` with rename (UPDATE, DELETE) becomes `DELETE 3`.
+/// `UPDATE 3` with rename (UPDATE, DELETE) becomes `DELETE 3`; a tag without a count
+/// (`DO`, renamed to `DROP TABLE`) is replaced whole.
 fn renamed(frame: &Frame, rename: &Option<(String, String)>) -> Option<Frame> {
     let (from, to) = rename.as_ref()?;
     let tag = decode::command_complete(frame).ok()?;
+    if tag == *from {
+        return Some(encode::command_complete(to));
+    }
     let count = tag.strip_prefix(from.as_str())?.strip_prefix(' ')?;
     Some(encode::command_complete(&format!("{to} {count}")))
 }

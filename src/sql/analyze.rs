@@ -438,7 +438,7 @@ fn write(kind: WriteKind, rel: Option<&pb::RangeVar>, filtered: bool) -> Write {
     }
 }
 
-fn range_var(r: &pb::RangeVar) -> QualifiedName {
+pub(super) fn range_var(r: &pb::RangeVar) -> QualifiedName {
     QualifiedName {
         schema: (!r.schemaname.is_empty()).then(|| r.schemaname.clone()),
         name: r.relname.clone(),
@@ -446,7 +446,7 @@ fn range_var(r: &pb::RangeVar) -> QualifiedName {
 }
 
 /// A dotted name from a list of String nodes (`pg_catalog.lo_unlink` → schema + name).
-fn func_name(parts: &[Node]) -> QualifiedName {
+pub(super) fn func_name(parts: &[Node]) -> QualifiedName {
     let parts: Vec<&str> = parts
         .iter()
         .filter_map(|p| match &p.node {

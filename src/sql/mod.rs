@@ -5,15 +5,21 @@
 //! * `analyze`: per statement, what it is ([`Kind`]) and what it would do: the writes, the
 //!   function calls and the setting changes found anywhere in its tree.
 //!
+//! * `canonical`: the text an approval token signs, comments, DROP TABLE / TRUNCATE facts.
+//!
 //! This module reports facts; it decides nothing. `policy` judges them.
 
 mod analyze;
+mod canonical;
 mod parse;
 mod walk;
 
 pub use analyze::{
     AlterAction, Kind, QualifiedName, SettingChange, SettingName, SettingValue, Statement, Write,
     WriteKind, analyze,
+};
+pub use canonical::{
+    CanonicalError, DropTables, TruncateTables, canonical, comments, drop_tables, truncate_tables,
 };
 pub use parse::{
     Dialect, ParseError, TransactionStart, has_locking_clause, numeric_masked_key,

@@ -9,6 +9,8 @@ GRANT EXECUTE ON FUNCTION
     @S@.record_change(text, text, text, bigint, text),
     @S@.prepare_table(regclass)
 TO PUBLIC;
+-- Run before an approved TRUNCATE.
+GRANT EXECUTE ON FUNCTION @S@.prepare_truncate(regclass[], boolean) TO PUBLIC;
 
 INSERT INTO @S@.meta (version) SELECT @VERSION@ WHERE NOT EXISTS (SELECT 1 FROM @S@.meta);
 UPDATE @S@.meta SET version = @VERSION@ WHERE version IS DISTINCT FROM @VERSION@;

@@ -36,7 +36,8 @@ BEGIN
         v_shadow := @S@._prepare(rel);
     END IF;
     -- A DELETE becomes a soft delete only where there is a column to set (SPEC B3).
-    IF rel IS NOT NULL AND kind = 'delete' AND coalesce(approval, '') = '' AND NOT EXISTS (
+    -- (An approved --hard DELETE is announced without kind 'delete' and runs as written.)
+    IF rel IS NOT NULL AND kind = 'delete' AND NOT EXISTS (
         SELECT 1 FROM pg_catalog.pg_attribute a
          WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
            AND a.attname = coalesce(soft_delete_column, 'deleted_at')) THEN
@@ -45,7 +46,7 @@ BEGIN
             MESSAGE = format('pgbelay: refused: DELETE on %s cannot be a soft delete: the table has no %I column',
                              rel, coalesce(soft_delete_column, 'deleted_at')),
             DETAIL = 'statement class: delete without soft-delete column',
-            HINT = format('Add the column (ALTER TABLE %s ADD COLUMN %I timestamptz), or run: pgbelay approve --sql %s',
+            HINT = format('Add the column (ALTER TABLE %s ADD COLUMN %I timestamptz), or approve a hard delete: pgbelay approve --hard --sql %s',
                           rel, coalesce(soft_delete_column, 'deleted_at'),
                           '''' || replace(statement, '''', '''\''''') || '''');
     END IF;
@@ -106,5 +107,33 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = 'pgbelay: record_change needs begin_statement first';
     END IF;
     RETURN @S@._record(NULL, kind, table_schema, table_name, row_count, shadow_table);
+END
+$pgbelay$;
+
+-- Prepares for recording every table an approved TRUNCATE empties: the ones it names and,
+-- with CASCADE, every table referencing them by foreign key (transitively), so that the
+-- BEFORE TRUNCATE capture trigger of each records all its rows first. Returns how many.
+CREATE OR REPLACE FUNCTION @S@.prepare_truncate(rels regclass[], "cascade" boolean DEFAULT false)
+RETURNS int
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $pgbelay$
+DECLARE
+    v_all oid[] := rels::oid[];
+    v_next oid[];
+    v_rel oid;
+BEGIN
+    IF prepare_truncate."cascade" THEN
+        LOOP
+            SELECT array_agg(DISTINCT c.conrelid) INTO v_next
+              FROM pg_constraint c
+             WHERE c.contype = 'f' AND c.confrelid = ANY (v_all) AND NOT c.conrelid = ANY (v_all);
+            EXIT WHEN v_next IS NULL;
+            v_all := v_all || v_next;
+        END LOOP;
+    END IF;
+    FOREACH v_rel IN ARRAY v_all LOOP
+        PERFORM @S@._check_writer(v_rel::regclass);
+        PERFORM @S@._prepare(v_rel::regclass);
+    END LOOP;
+    RETURN cardinality(v_all);
 END
 $pgbelay$;

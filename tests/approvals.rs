@@ -1,0 +1,494 @@
+//! Approval tokens through the live proxy (issue 5, SPEC §B5, §B6): a token lifts exactly
+//! the statement it was signed for, once, before it expires; the approved statement is
+//! still recorded with the token's id, approver and reason. Checked on a direct connection.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use common::*;
+use pgbelay::approval::{Approval, Secret};
+use pgbelay::config::Settings;
+use pgbelay::sql::{Dialect, canonical};
+use tokio_postgres::Client;
+
+const SECRET: &str = "incident-secret";
+
+async fn proxy_with(secret: Option<&str>, max_rows: u64) -> TestProxy {
+    let settings = Settings {
+        approval_secret: secret.map(str::to_string),
+        max_rows,
+        ..Settings::default()
+    };
+    TestProxy::start_with(cluster(), Arc::new(pgbelay::policy::Guard::new(&settings))).await
+}
+
+async fn proxy() -> TestProxy {
+    proxy_with(Some(SECRET), 1000).await
+}
+
+/// A token for `sql` as `pgbelay approve` mints it (canonical text, 15 minutes).
+fn token(sql: &str, hard: bool) -> String {
+    token_at(sql, hard, SystemTime::now(), Duration::from_secs(900))
+}
+
+fn token_at(sql: &str, hard: bool, now: SystemTime, ttl: Duration) -> String {
+    let statement = canonical(sql, Dialect::default()).expect("canonical");
+    Approval::new(
+        statement,
+        now,
+        ttl,
+        "alice".into(),
+        Some("incident 42".into()),
+        hard,
+    )
+    .mint(&Secret::new(SECRET))
+}
+
+/// The token's id (as recorded in `changes.approval`).
+fn token_id(token: &str) -> String {
+    pgbelay::approval::verify(Some(&Secret::new(SECRET)), token, SystemTime::now())
+        .expect("valid token")
+        .id
+}
+
+/// A database with `items(id, n, deleted_at)` (5 rows), `logs(id, msg)` (3 rows, no
+/// soft-delete column) and an index on items.
+async fn db() -> (String, Client) {
+    let db = create_db("approvals").await;
+    let admin = connect_super(direct(), &db).await;
+    admin
+        .batch_execute(
+            "CREATE TABLE items (id int PRIMARY KEY, n int NOT NULL, deleted_at timestamptz);
+             INSERT INTO items SELECT g, g * 10 FROM generate_series(1, 5) g;
+             CREATE INDEX items_n ON items (n);
+             CREATE TABLE logs (id int PRIMARY KEY, msg text);
+             INSERT INTO logs SELECT g, 'line ' || g FROM generate_series(1, 3) g;",
+        )
+        .await
+        .expect("schema");
+    (db, admin)
+}
+
+async fn count(admin: &Client, sql: &str) -> i64 {
+    admin.query_one(sql, &[]).await.expect(sql).get(0)
+}
+
+async fn refused(client: &Client, sql: &str) -> tokio_postgres::error::DbError {
+    let err = client.batch_execute(sql).await.expect_err(sql);
+    assert_eq!(sqlstate(&err).as_deref(), Some("42501"), "{}", show(&err));
+    err.as_db_error().expect("server error").clone()
+}
+
+#[tokio::test]
+async fn approved_truncate_runs_once_and_records_its_rows() {
+    let proxy = proxy().await;
+    let (db, admin) = db().await;
+    let client = connect_super(proxy.endpoint(), &db).await;
+    let t = token("TRUNCATE logs", false);
+
+    // Without a token: refused, nothing happens.
+    let err = refused(&client, "TRUNCATE logs").await;
+    assert!(
+        err.hint()
+            .unwrap_or("")
+            .contains("pgbelay approve --sql 'TRUNCATE logs'")
+    );
+    assert_eq!(count(&admin, "SELECT count(*) FROM logs").await, 3);
+
+    client
+        .batch_execute(&format!("/* pgbelay:approve={t} */ truncate   LOGS"))
+        .await
+        .unwrap_or_else(|e| panic!("approved TRUNCATE: {}", show(&e)));
+    assert_eq!(count(&admin, "SELECT count(*) FROM logs").await, 0);
+    let change = admin
+        .query_one(
+            "SELECT id, kind, rows, approval, approved_by, reason, shadow_table
+               FROM pgbelay.changes WHERE table_name = 'logs'",
+            &[],
+        )
+        .await
+        .expect("one change");
+    assert_eq!(change.get::<_, String>(1), "truncate");
+    assert_eq!(change.get::<_, i64>(2), 3);
+    assert_eq!(change.get::<_, Option<String>>(3), Some(token_id(&t)));
+    assert_eq!(change.get::<_, Option<String>>(4).as_deref(), Some("alice"));
+    assert_eq!(
+        change.get::<_, Option<String>>(5).as_deref(),
+        Some("incident 42")
+    );
+    let shadow: String = change.get(6);
+    let id: i64 = change.get(0);
+    let msgs: Vec<String> = admin
+        .query(
+            &format!(
+                "SELECT msg FROM {shadow} WHERE pgbelay_change_id = $1 AND pgbelay_image = 'before' ORDER BY id"
+            ),
+            &[&id],
+        )
+        .await
+        .expect("images")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(msgs, ["line 1", "line 2", "line 3"]);
+    let used = admin
+        .query_one(
+            "SELECT change_id, approved_by FROM pgbelay.approvals WHERE token_id = $1",
+            &[&token_id(&t)],
+        )
+        .await
+        .expect("approval claimed");
+    assert_eq!(used.get::<_, Option<i64>>(0), Some(id));
+
+    // Replay: the same token again is refused by the server-side claim.
+    admin
+        .batch_execute("INSERT INTO logs VALUES (9, 'again')")
+        .await
+        .expect("refill");
+    let err = refused(&client, &format!("/* pgbelay:approve={t} */ TRUNCATE logs")).await;
+    assert!(
+        err.message().contains("already been used"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(count(&admin, "SELECT count(*) FROM logs").await, 1);
+}
+
+#[tokio::test]
+async fn each_failed_check_is_named() {
+    let proxy = proxy().await;
+    let (db, admin) = db().await;
+    let client = connect_super(proxy.endpoint(), &db).await;
+
+    let expired = token_at(
+        "TRUNCATE logs",
+        false,
+        SystemTime::now() - Duration::from_secs(3600),
+        Duration::from_secs(60),
+    );
+    let err = refused(
+        &client,
+        &format!("/* pgbelay:approve={expired} */ TRUNCATE logs"),
+    )
+    .await;
+    assert!(err.message().contains("expired at"), "{}", err.message());
+    assert_eq!(err.detail(), Some("statement class: approval"));
+
+    // One flipped character anywhere in the signature or payload.
+    let good = token("TRUNCATE logs", false);
+    let mut bytes = good.clone().into_bytes();
+    let at = bytes.len() / 2;
+    bytes[at] = if bytes[at] == b'x' { b'y' } else { b'x' };
+    let tampered = String::from_utf8(bytes).expect("ascii");
+    let err = refused(
+        &client,
+        &format!("/* pgbelay:approve={tampered} */ TRUNCATE logs"),
+    )
+    .await;
+    assert!(
+        err.message().contains("signature does not match") || err.message().contains("malformed"),
+        "{}",
+        err.message()
+    );
+
+    // Signed for another statement: the refusal says which.
+    let other = token("TRUNCATE items", false);
+    let err = refused(
+        &client,
+        &format!("/* pgbelay:approve={other} */ TRUNCATE logs"),
+    )
+    .await;
+    assert!(
+        err.message()
+            .contains("signed for another statement: TRUNCATE items"),
+        "{}",
+        err.message()
+    );
+
+    // A token covers one statement; two in one Query are refused.
+    let err = refused(
+        &client,
+        &format!("/* pgbelay:approve={good} */ TRUNCATE logs; TRUNCATE logs"),
+    )
+    .await;
+    assert!(
+        err.message().contains("exactly one statement"),
+        "{}",
+        err.message()
+    );
+
+    // A token cannot lift what loosens the guard.
+    let guard = token("SET default_transaction_read_only = off", false);
+    let err = refused(
+        &client,
+        &format!("/* pgbelay:approve={guard} */ SET default_transaction_read_only = off"),
+    )
+    .await;
+    assert_eq!(err.detail(), Some("statement class: guard setting"));
+
+    assert_eq!(count(&admin, "SELECT count(*) FROM logs").await, 3);
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM pgbelay.approvals").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn without_a_secret_no_token_is_accepted() {
+    let proxy = proxy_with(None, 1000).await;
+    let (db, admin) = db().await;
+    let client = connect_super(proxy.endpoint(), &db).await;
+    let t = token("TRUNCATE logs", false);
+    let err = refused(&client, &format!("/* pgbelay:approve={t} */ TRUNCATE logs")).await;
+    assert!(
+        err.message().contains("no approval_secret is configured"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(count(&admin, "SELECT count(*) FROM logs").await, 3);
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgbelay"))
+        .args(["approve", "--sql", "TRUNCATE logs"])
+        .env_remove("PGBELAY_APPROVAL_SECRET")
+        .env_remove("PGBELAY_APPROVAL_SECRET_FILE")
+        .env_remove("PGBELAY_CONFIG")
+        .output()
+        .await
+        .expect("run pgbelay approve");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no approval_secret is configured"));
+}
+
+#[tokio::test]
+async fn cli_token_approves_the_canonical_statement_only() {
+    let proxy = proxy().await;
+    let (db, admin) = db().await;
+    let client = connect_super(proxy.endpoint(), &db).await;
+    let approve = |sql: &'static str, extra: &'static [&'static str]| async move {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgbelay"))
+            .args([
+                "approve", "--sql", sql, "--by", "bob", "--reason", "cleanup",
+            ])
+            .args(extra)
+            .env("PGBELAY_APPROVAL_SECRET", SECRET)
+            .env_remove("PGBELAY_CONFIG")
+            .output()
+            .await
+            .expect("run pgbelay approve");
+        assert!(out.status.success(), "{out:?}");
+        let stdout = String::from_utf8(out.stdout).expect("utf8");
+        stdout.lines().last().expect("a token line").to_string()
+    };
+    // Case, spacing and comments do not matter.
+    let t = approve("update   ITEMS set n = 0 -- all of them", &[]).await;
+    client
+        .batch_execute(&format!("/* pgbelay:approve={t} */ UPDATE items SET n = 0"))
+        .await
+        .unwrap_or_else(|e| panic!("approved UPDATE without WHERE: {}", show(&e)));
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM items WHERE n = 0").await,
+        5
+    );
+    let by: String = admin
+        .query_one(
+            "SELECT approved_by FROM pgbelay.changes WHERE kind = 'update'",
+            &[],
+        )
+        .await
+        .expect("recorded")
+        .get(0);
+    assert_eq!(by, "bob");
+
+    // Literals do: a token for id = 1 does not approve id = 2.
+    let t = approve("DELETE FROM logs WHERE id = 1", &["--hard"]).await;
+    let err = refused(
+        &client,
+        &format!("/* pgbelay:approve={t} */ DELETE FROM logs WHERE id = 2"),
+    )
+    .await;
+    assert!(
+        err.message().contains("another statement"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(count(&admin, "SELECT count(*) FROM logs").await, 3);
+}
+
+#[tokio::test]
+async fn set_form_is_consumed_by_the_next_statement_that_needs_it() {
+    let proxy = proxy().await;
+    let (db, admin) = db().await;
+    let client = connect_super(proxy.endpoint(), &db).await;
+    let t = token("TRUNCATE logs", false);
+    client
+        .batch_execute(&format!("SET pgbelay.approval = '{t}'"))
+        .await
+        .expect("SET");
+    // The token does not reach the server's settings.
+    let shown: String = client
+        .query_one("SHOW pgbelay.approval", &[])
+        .await
+        .expect("SHOW")
+        .get(0);
+    assert_eq!(shown, "");
+    // A read in between does not consume it.
+    assert_eq!(count(&client, "SELECT count(*) FROM logs").await, 3);
+    client
+        .batch_execute("TRUNCATE logs")
+        .await
+        .unwrap_or_else(|e| panic!("approved by SET: {}", show(&e)));
+    assert_eq!(count(&admin, "SELECT count(*) FROM logs").await, 0);
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM pgbelay.changes WHERE approval IS NOT NULL"
+        )
+        .await,
+        1
+    );
+    // Consumed: the next TRUNCATE needs a token of its own.
+    refused(&client, "TRUNCATE logs").await;
+    // RESET drops a held token.
+    let t = token("TRUNCATE items", false);
+    client
+        .batch_execute(&format!("SET pgbelay.approval = '{t}'; "))
+        .await
+        .expect("SET");
+    client
+        .batch_execute("RESET pgbelay.approval")
+        .await
+        .expect("RESET");
+    refused(&client, "TRUNCATE items").await;
+    assert_eq!(count(&admin, "SELECT count(*) FROM items").await, 5);
+}
+
+#[tokio::test]
+async fn two_proxies_racing_on_one_token_run_it_once() {
+    let first = proxy().await;
+    let second = proxy().await;
+    let (db, admin) = db().await;
+    let a = connect_super(first.endpoint(), &db).await;
+    let b = connect_super(second.endpoint(), &db).await;
+    let sql = format!(
+        "/* pgbelay:approve={} */ UPDATE items SET n = n + 1",
+        token("UPDATE items SET n = n + 1", false)
+    );
+    let (ra, rb) = tokio::join!(a.batch_execute(&sql), b.batch_execute(&sql));
+    let outcomes = [ra, rb];
+    let ok = outcomes.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(ok, 1, "exactly one proxy runs it: {outcomes:?}");
+    let err = outcomes
+        .into_iter()
+        .find_map(Result::err)
+        .expect("one refusal");
+    assert_eq!(sqlstate(&err).as_deref(), Some("42501"));
+    assert!(show(&err).contains("already been used"), "{}", show(&err));
+    assert_eq!(count(&admin, "SELECT sum(n) FROM items").await, 150 + 5);
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM pgbelay.approvals").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn hard_delete_deletes_and_soft_delete_lifts_only_the_limit() {
+    // max_rows 2: deleting all 5 items needs the token.
+    let proxy = proxy_with(Some(SECRET), 2).await;
+    let (db, admin) = db().await;
+    let client = connect_super(proxy.endpoint(), &db).await;
+
+    // Approved without --hard: still a soft delete, over the limit.
+    let t = token("DELETE FROM items", false);
+    client
+        .batch_execute(&format!("/* pgbelay:approve={t} */ DELETE FROM items"))
+        .await
+        .unwrap_or_else(|e| panic!("approved soft delete: {}", show(&e)));
+    assert_eq!(count(&admin, "SELECT count(*) FROM items").await, 5);
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM items WHERE deleted_at IS NOT NULL"
+        )
+        .await,
+        5
+    );
+
+    // A table without the soft-delete column: only --hard helps.
+    let t = token("DELETE FROM logs WHERE id > 1", false);
+    let err = refused(
+        &client,
+        &format!("/* pgbelay:approve={t} */ DELETE FROM logs WHERE id > 1"),
+    )
+    .await;
+    assert!(
+        err.hint().unwrap_or("").contains("--hard"),
+        "{:?}",
+        err.hint()
+    );
+    let t = token("DELETE FROM logs WHERE id > 1", true);
+    client
+        .batch_execute(&format!(
+            "/* pgbelay:approve={t} */ DELETE FROM logs WHERE id > 1"
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("approved hard delete: {}", show(&e)));
+    assert_eq!(count(&admin, "SELECT count(*) FROM logs").await, 1);
+    let row = admin
+        .query_one(
+            "SELECT kind, rows, shadow_table, id FROM pgbelay.changes WHERE table_name = 'logs'",
+            &[],
+        )
+        .await
+        .expect("recorded");
+    assert_eq!(row.get::<_, String>(0), "delete");
+    assert_eq!(row.get::<_, i64>(1), 2);
+    let shadow: String = row.get(2);
+    let id: i64 = row.get(3);
+    assert_eq!(
+        count(
+            &admin,
+            &format!(
+                "SELECT count(*) FROM {shadow} WHERE pgbelay_change_id = {id} AND pgbelay_image = 'before'"
+            )
+        )
+        .await,
+        2
+    );
+}
+
+#[tokio::test]
+async fn approved_ddl_runs_and_is_recorded_with_the_token() {
+    let proxy = proxy().await;
+    let (db, admin) = db().await;
+    let client = connect_super(proxy.endpoint(), &db).await;
+    let t = token("DROP INDEX items_n", false);
+    // tokio-postgres `execute` goes through the extended protocol (Parse/Bind/Execute).
+    client
+        .execute(
+            &format!("/* pgbelay:approve={t} */ DROP INDEX items_n"),
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("approved DROP INDEX: {}", show(&e)));
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'items_n'"
+        )
+        .await,
+        0
+    );
+    let row = admin
+        .query_one(
+            "SELECT kind, table_name, approval FROM pgbelay.changes",
+            &[],
+        )
+        .await
+        .expect("recorded");
+    assert_eq!(row.get::<_, String>(0), "drop");
+    assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some("items_n"));
+    assert_eq!(row.get::<_, Option<String>>(2), Some(token_id(&t)));
+}
