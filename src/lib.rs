@@ -16,7 +16,7 @@
 //! * [`session`]: one task per client; owns both sockets; relays, tracks transaction
 //!   status and pending responses, and carries out the policy's [`session::Decision`]s.
 //! * [`server`]: accept loop, signals, graceful drain.
-//! * [`config`]: settings (flag > env > file > default).
+//! * [`config`]: settings (flag > env > file > default); [`metrics`]: `/metrics`.
 //! * [`cluster`]: a throwaway PostgreSQL for `pgbelay demo` and the tests.
 //! * [`approval`]: approval tokens (mint, verify); [`audit`]: the audit schema.
 //! * [`cli`]: the `pgbelay` subcommands.
@@ -35,6 +35,7 @@ pub mod audit;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod metrics;
 pub mod policy;
 pub mod rewrite;
 pub mod server;

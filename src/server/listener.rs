@@ -12,12 +12,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
+use crate::metrics::Metrics;
 use crate::session::cancel::CancelMap;
 use crate::session::{self, Hooks, Shared, Shutdown};
 
 /// A bound proxy, not yet accepting.
 pub struct Proxy {
     listener: TcpListener,
+    /// `/metrics`, when `metrics_listen` is set.
+    metrics_listener: Option<TcpListener>,
+    metrics: Arc<Metrics>,
     settings: Arc<Settings>,
     hooks: Arc<dyn Hooks>,
 }
@@ -26,6 +30,10 @@ pub struct Proxy {
 pub struct RunningProxy {
     /// Where clients connect.
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, when `metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The proxy's counters.
+    pub metrics: Arc<Metrics>,
     /// Cancel to shut the proxy down.
     pub shutdown: CancellationToken,
     /// Ends when the proxy has stopped.
@@ -36,8 +44,14 @@ impl Proxy {
     /// Binds `settings.listen` (port 0 picks a free port).
     pub async fn bind(settings: Settings, hooks: Arc<dyn Hooks>) -> std::io::Result<Proxy> {
         let listener = TcpListener::bind(settings.listen).await?;
+        let metrics_listener = match settings.metrics_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
         Ok(Proxy {
             listener,
+            metrics_listener,
+            metrics: Arc::new(Metrics::default()),
             settings: Arc::new(settings),
             hooks,
         })
@@ -48,14 +62,25 @@ impl Proxy {
         self.listener.local_addr()
     }
 
+    /// Where `/metrics` is served, if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
     /// Binds and runs on a background task.
     pub async fn spawn(settings: Settings, hooks: Arc<dyn Hooks>) -> std::io::Result<RunningProxy> {
         let proxy = Proxy::bind(settings, hooks).await?;
         let addr = proxy.local_addr()?;
+        let metrics_addr = proxy.metrics_addr();
+        let metrics = proxy.metrics.clone();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(proxy.run(shutdown.clone()));
         Ok(RunningProxy {
             addr,
+            metrics_addr,
+            metrics,
             shutdown,
             task,
         })
@@ -68,7 +93,16 @@ impl Proxy {
             settings: self.settings.clone(),
             hooks: self.hooks,
             cancels: CancelMap::default(),
+            metrics: self.metrics.clone(),
         });
+        if let Some(listener) = self.metrics_listener {
+            info!(metrics = %listener.local_addr()?, "serving /metrics");
+            tokio::spawn(crate::metrics::serve(
+                listener,
+                self.metrics.clone(),
+                shutdown.clone(),
+            ));
+        }
         let stop = Shutdown {
             drain: shutdown.clone(),
             force: CancellationToken::new(),

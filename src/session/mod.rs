@@ -48,6 +48,8 @@ pub struct Shared {
     pub hooks: Arc<dyn Hooks>,
     /// Client key → upstream key, for CancelRequest.
     pub cancels: CancelMap,
+    /// The proxy's counters (`/metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Shutdown signals a session listens to.
@@ -85,6 +87,7 @@ pub enum SessionError {
 /// Runs one client session to its end. Never panics on input; errors are logged here.
 pub async fn run(mut client: TcpStream, peer: SocketAddr, shared: Arc<Shared>, stop: Shutdown) {
     let _ = client.set_nodelay(true);
+    let _open = shared.metrics.session();
     match run_inner(&mut client, peer, &shared, &stop).await {
         Ok(()) => debug!("session ended"),
         Err(e) => info!(error = %e, "session ended"),
@@ -136,6 +139,7 @@ async fn run_inner(
     let mut upstream = match upstream::connect(&shared.settings.upstream).await {
         Ok(u) => u,
         Err(e) => {
+            shared.metrics.upstream_connect_error();
             warn!(error = %e, upstream = %shared.settings.upstream, "upstream connect failed");
             let error = ErrorFields::fatal(
                 SqlState::SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
@@ -151,7 +155,7 @@ async fn run_inner(
         .map_err(SessionError::UpstreamIo)?;
 
     let hooks = shared.hooks.session(&info);
-    let relay = Relay::new(info, hooks);
+    let relay = Relay::new(info, hooks, shared.metrics.clone());
     let (client_r, client_w) = client.split();
     let (up_r, up_w) = tokio::io::split(upstream);
     let mut io = Io {
@@ -218,6 +222,14 @@ struct Io<CR, CW, UR, UW> {
     ubuf: BytesMut,
 }
 
+/// Runs `f`, recording how long it took as proxy-added latency.
+fn timed<T>(metrics: &crate::metrics::Metrics, f: impl FnOnce() -> T) -> T {
+    let start = std::time::Instant::now();
+    let result = f();
+    metrics.latency(start.elapsed());
+    result
+}
+
 /// How the relay loop ended.
 enum End {
     /// Orderly: flush what is due to both sides, then close.
@@ -260,7 +272,7 @@ where
                 r = self.client_r.read_buf(&mut self.cbuf), if read_client => match r {
                     Ok(0) => break (End::ClientGone, Ok(())),
                     Err(e) => break (End::ClientGone, Err(SessionError::ClientIo(e))),
-                    Ok(_) => match client_frames(&mut self.cbuf, &mut relay) {
+                    Ok(_) => match timed(&shared.metrics, || client_frames(&mut self.cbuf, &mut relay)) {
                         Ok(Flow::Continue) => {}
                         Ok(Flow::Close) => break (End::Flush, Ok(())),
                         Err(e) => {

@@ -2,12 +2,14 @@
 //! frames in, client bytes out. `Session` (mod.rs) owns the sockets and feeds this.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use tracing::debug;
 
 use super::hooks::{Decision, Plan, Position, SessionHooks, SessionInfo};
 use super::state::{Batch, Origin, Phase, Poison, Unit};
+use crate::metrics::{Metrics, Verdict, refusal_class};
 use crate::wire::encode::{self, ErrorFields};
 use crate::wire::sqlstate::SqlState;
 use crate::wire::{BackendTag, Frame, FrameError, FrontendTag, TxStatus, decode};
@@ -68,11 +70,13 @@ pub struct Relay {
     held: Vec<Frame>,
     /// The policy asked to wait until nothing is in flight ([`Decision::Wait`]).
     waiting: bool,
+    /// The proxy's counters.
+    metrics: Arc<Metrics>,
 }
 
 impl Relay {
     /// A relay for a session that has sent its StartupMessage.
-    pub fn new(info: SessionInfo, hooks: Box<dyn SessionHooks>) -> Relay {
+    pub fn new(info: SessionInfo, hooks: Box<dyn SessionHooks>, metrics: Arc<Metrics>) -> Relay {
         Relay {
             info,
             phase: Phase::Auth,
@@ -91,7 +95,19 @@ impl Relay {
             deferred_after: None,
             held: Vec::new(),
             waiting: false,
+            metrics,
         }
+    }
+
+    /// Counts a final decision on a Query or Parse (not `Wait`: it comes back).
+    fn count(&self, decision: &Decision) {
+        let (verdict, class) = match decision {
+            Decision::Wait => return,
+            Decision::Forward => (Verdict::Allow, None),
+            Decision::Rewrite(_) => (Verdict::Rewrite, None),
+            Decision::Refuse(error) => (Verdict::Refuse, refusal_class(error.detail.as_deref())),
+        };
+        self.metrics.statement(verdict, class);
     }
 
     /// True when nothing is in flight and no transaction is open: a safe point to end.
@@ -218,6 +234,7 @@ impl Relay {
             Err(_) => self.hooks.on_undecodable(&self.info),
         };
         debug!(?decision, ?at, "query");
+        self.count(&decision);
         match decision {
             Decision::Wait => self.wait(frame),
             Decision::Forward => {
@@ -337,6 +354,7 @@ impl Relay {
             Err(_) => self.hooks.on_undecodable(&self.info),
         };
         debug!(?decision, ?at, name = %parse.name, "parse");
+        self.count(&decision);
         match decision {
             Decision::Wait => self.wait(frame),
             Decision::Forward => {
@@ -486,13 +504,20 @@ impl Relay {
                 rename_tag,
             } => match tag {
                 BackendTag::ReadyForQuery => !*swallow_ready,
-                BackendTag::CommandComplete => match renamed(&frame, rename_tag) {
-                    Some(new) => {
-                        self.to_client.extend_from_slice(new.bytes());
-                        false
+                BackendTag::CommandComplete => {
+                    // A client statement with pgbelay's statements after it is a recorded
+                    // write when its tag says it changed rows.
+                    if *swallow_ready {
+                        self.metrics.rows_recorded(written_rows(&frame));
                     }
-                    None => true,
-                },
+                    match renamed(&frame, rename_tag) {
+                        Some(new) => {
+                            self.to_client.extend_from_slice(new.bytes());
+                            false
+                        }
+                        None => true,
+                    }
+                }
                 BackendTag::ErrorResponse => {
                     if let Some(p) = poison.take_if(|p| is_poison_error(&frame, p)) {
                         self.to_client.extend_from_slice(p.error.to_frame().bytes());
@@ -602,6 +627,20 @@ fn renamed(frame: &Frame, rename: &Option<(String, String)>) -> Option<Frame> {
     }
     let count = tag.strip_prefix(from.as_str())?.strip_prefix(' ')?;
     Some(encode::command_complete(&format!("{to} {count}")))
+}
+
+/// The row count of an INSERT / UPDATE / DELETE / MERGE / COPY command tag, else 0.
+fn written_rows(frame: &Frame) -> u64 {
+    let Ok(tag) = decode::command_complete(frame) else {
+        return 0;
+    };
+    let mut words = tag.split(' ');
+    match words.next() {
+        Some("INSERT" | "UPDATE" | "DELETE" | "MERGE" | "COPY") => {
+            words.next_back().and_then(|n| n.parse().ok()).unwrap_or(0)
+        }
+        _ => 0,
+    }
 }
 
 /// "current transaction is aborted, commands ignored until end of transaction block".

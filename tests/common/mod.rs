@@ -145,9 +145,17 @@ impl TestProxy {
     /// A proxy with `hooks` in front of `cluster`.
     pub async fn start_with(cluster: &Cluster, hooks: Arc<dyn Hooks>) -> TestProxy {
         let settings = Settings {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             upstream: UpstreamAddr::Tcp(cluster.addr()),
             ..Settings::default()
+        };
+        Self::start_with_settings(settings, hooks).await
+    }
+
+    /// A proxy with these settings (listening on a free loopback port) and `hooks`.
+    pub async fn start_with_settings(settings: Settings, hooks: Arc<dyn Hooks>) -> TestProxy {
+        let settings = Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..settings
         };
         let running = Proxy::spawn(settings, hooks)
             .await
@@ -166,6 +174,11 @@ impl TestProxy {
     /// The proxy's listening address.
     pub fn addr(&self) -> SocketAddr {
         self.running.addr
+    }
+
+    /// Where the proxy serves `/metrics` (when `metrics_listen` was set).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.running.metrics_addr
     }
 }
 
