@@ -2,10 +2,13 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod changes;
 pub mod check;
 pub mod demo;
 pub mod init;
 pub mod serve;
+pub mod show;
+pub mod undo;
 
 use crate::config::SettingsArgs;
 
@@ -29,6 +32,12 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Install the audit schema in a database (idempotent).
     Init(init::InitArgs),
+    /// List recorded changes, newest first.
+    Changes(changes::ChangesArgs),
+    /// Show one change: who, when, the statement, and its rows before and after.
+    Show(show::ShowArgs),
+    /// Reverse one change (exit 1 when refused, e.g. rows changed since).
+    Undo(undo::UndoArgs),
 }
 
 /// Runs a parsed command; returns the process exit code.
@@ -38,5 +47,8 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Demo(args) => demo::run(args),
         Command::Check(args) => check::run(args),
         Command::Init(args) => init::run(args),
+        Command::Changes(args) => changes::run(args),
+        Command::Show(args) => show::run(args),
+        Command::Undo(args) => undo::run(args),
     }
 }
