@@ -21,7 +21,8 @@
 -- One row per table moved to the bin; restored_by/restored_at are filled once, when undo
 -- moves it back (the only update the guard below lets through).
 CREATE TABLE IF NOT EXISTS @S@.trash (
-    change_id     bigint PRIMARY KEY REFERENCES @S@.changes (id),  -- the 'drop' change
+    -- No foreign keys to changes: one would make TRUNCATE of changes fail before its guard.
+    change_id     bigint PRIMARY KEY,  -- the 'drop' change
     relid         oid NOT NULL,      -- the table (an oid survives SET SCHEMA and renames)
     table_schema  name NOT NULL,     -- where it was, and its name there
     table_name    name NOT NULL,
@@ -29,7 +30,7 @@ CREATE TABLE IF NOT EXISTS @S@.trash (
     -- indexes and owned sequences: [{"kind", "oid", "name", "trash_name"}]
     objects       jsonb NOT NULL,
     recycled_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    restored_by   bigint REFERENCES @S@.changes (id),  -- the undo change that moved it back
+    restored_by   bigint,            -- the undo change that moved it back
     restored_at   timestamptz
 );
 CREATE INDEX IF NOT EXISTS trash_relid_idx ON @S@.trash (relid);

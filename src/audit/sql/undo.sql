@@ -6,8 +6,9 @@
 -- undone like any change.
 
 CREATE TABLE IF NOT EXISTS @S@.undos (
-    undo_id    bigint PRIMARY KEY REFERENCES @S@.changes (id),  -- the 'undo' change
-    change_id  bigint NOT NULL REFERENCES @S@.changes (id),     -- the change it reversed
+    -- No foreign keys to changes: one would make TRUNCATE of changes fail before its guard.
+    undo_id    bigint PRIMARY KEY,        -- the 'undo' change
+    change_id  bigint NOT NULL,           -- the change it reversed
     forced     boolean NOT NULL DEFAULT false                    -- conflicts were overridden
 );
 CREATE INDEX IF NOT EXISTS undos_change_idx ON @S@.undos (change_id);
