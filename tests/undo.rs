@@ -437,6 +437,28 @@ async fn drop_goes_to_the_recycle_bin_and_comes_back_whole() {
         texts(&admin, "SELECT (id, n)::text FROM app.orders").await,
         vec!["(10,10)"]
     );
+
+    // Undo of the restore: the table goes back to the bin (a new drop), and out again.
+    let restore = report.undo_id.expect("recorded");
+    let again = undo(&admin, restore).await.expect("undo the restore");
+    assert_eq!(again.steps[0].action, undo::Action::Recycle);
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM pg_class WHERE relname = 'orders' AND relnamespace = 'public'::regnamespace").await,
+        0
+    );
+    let redrop = count(&admin, "SELECT max(change_id) FROM pgbelay.trash").await;
+    assert_eq!(
+        count(
+            &admin,
+            &format!("SELECT count(*) FROM pgbelay_trash.\"orders~{redrop}\"")
+        )
+        .await,
+        4
+    );
+    undo(&admin, again.undo_id.expect("recorded"))
+        .await
+        .expect("and back");
+    assert_eq!(count(&admin, "SELECT count(*) FROM public.orders").await, 4);
 }
 
 #[tokio::test]
