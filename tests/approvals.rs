@@ -492,3 +492,106 @@ async fn approved_ddl_runs_and_is_recorded_with_the_token() {
     assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some("items_n"));
     assert_eq!(row.get::<_, Option<String>>(2), Some(token_id(&t)));
 }
+#[tokio::test]
+async fn approved_drop_table_goes_to_the_recycle_bin() {
+    let proxy = proxy().await;
+    let (db, admin) = db().await;
+    let t = token("DROP TABLE items", false);
+    // psql shows the DROP TABLE tag, as a real DROP would.
+    let out = psql_super(
+        proxy.endpoint(),
+        &db,
+        &["-c", &format!("/* pgbelay:approve={t} */ DROP TABLE items")],
+    )
+    .await;
+    assert_eq!(out.stdout.trim(), "DROP TABLE", "{out:?}");
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename = 'items'"
+        )
+        .await,
+        0
+    );
+    // The table, its rows and its index live on in the recycle bin.
+    let trashed: String = admin
+        .query_one(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = 'pgbelay_trash' AND c.relkind = 'r'",
+            &[],
+        )
+        .await
+        .expect("one table in the recycle bin")
+        .get(0);
+    assert_eq!(
+        count(&admin, &format!("SELECT count(*) FROM {trashed}")).await,
+        5
+    );
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = 'pgbelay_trash'"
+        )
+        .await,
+        2
+    );
+    let row = admin
+        .query_one(
+            "SELECT kind, table_name, approval FROM pgbelay.changes WHERE kind = 'drop'",
+            &[],
+        )
+        .await
+        .expect("recorded");
+    assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some("items"));
+    assert_eq!(row.get::<_, Option<String>>(2), Some(token_id(&t)));
+
+    // --hard really drops.
+    let t = token("DROP TABLE logs", true);
+    let out = psql_super(
+        proxy.endpoint(),
+        &db,
+        &["-c", &format!("/* pgbelay:approve={t} */ DROP TABLE logs")],
+    )
+    .await;
+    assert_eq!(out.stdout.trim(), "DROP TABLE", "{out:?}");
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM pg_class WHERE relname LIKE '%logs%' AND relkind = 'r' AND relnamespace <> 'pgbelay'::regnamespace").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn an_older_audit_schema_is_upgraded_by_its_owner_on_first_write() {
+    let proxy = proxy().await;
+    let (db, admin) = db().await;
+    // As a version 1 schema looks: no recycle bin function, the old version stamp.
+    admin
+        .batch_execute(
+            "DROP FUNCTION pgbelay.recycle_table(regclass);
+             COMMENT ON SCHEMA pgbelay IS 'pgbelay audit schema, version 1';",
+        )
+        .await
+        .expect("downgrade");
+    let client = connect_super(proxy.endpoint(), &db).await;
+    client
+        .batch_execute("UPDATE items SET n = 1 WHERE id = 1")
+        .await
+        .unwrap_or_else(|e| panic!("write: {}", show(&e)));
+    let version: Option<i32> = pgbelay::audit::installed_version(&admin, "pgbelay")
+        .await
+        .expect("version");
+    assert_eq!(version, Some(pgbelay::audit::SCHEMA_VERSION));
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM pg_proc WHERE proname = 'recycle_table' AND pronamespace = 'pgbelay'::regnamespace"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM pgbelay.changes").await,
+        1
+    );
+}

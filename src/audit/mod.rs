@@ -44,12 +44,24 @@
 //! server received, or the generated UPDATE for a cascade). Images go to
 //! `<audit>."<schema>.<table>"`: `before` for UPDATE/DELETE/TRUNCATE rows, `after` for
 //! UPDATE/INSERT rows.
+//!
+//! # Recycle bin and undo
+//!
+//! An approved DROP TABLE is announced (`kind = 'drop'`) and then, for each table,
+//! `SELECT <audit>.recycle_table('t'::regclass)` moves the table into `<audit>_trash` and
+//! records a `drop` change (`sql/trash.sql`). [`history`] reads the trail (`pgbelay changes`,
+//! `pgbelay show`); [`undo`] reverses a change from its images or moves a table back, and
+//! records itself (`sql/undo.sql`).
 
 mod approved;
+pub mod history;
+mod images;
 mod schema;
+pub mod undo;
 
 pub use approved::{prepare_truncate_sql, record_change_sql, recycle_tables_sql};
 
+pub use images::Change;
 pub use schema::{
     DEFAULT_AUDIT_SCHEMA, SCHEMA_VERSION, StatementMeta, begin_statement_sql, end_statement_sql,
     install_sql, installed_check_sql, prepare_all_sql, quote_ident, quote_literal,

@@ -9,16 +9,21 @@ pub const DEFAULT_AUDIT_SCHEMA: &str = "pgbelay";
 
 /// Version of the schema [`install_sql`] installs; stored in `<audit>.meta` and in the
 /// schema's comment (which [`installed_check_sql`] reads).
-pub const SCHEMA_VERSION: i32 = 1;
+/// Version 2 added the recycle bin (`trash`, `recycle_table`, `restore_table`) and the
+/// undo bookkeeping (`undos`, `begin_undo`, `undone_by`).
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// The install script, in order: tables and guards, shadow/trigger management, capture,
-/// the proxy's entry points, privileges and version.
-const SQL_PARTS: [&str; 5] = [
+/// the proxy's entry points, privileges and version; then the recycle bin and the undo
+/// bookkeeping, which set the privileges of their own functions.
+const SQL_PARTS: [&str; 7] = [
     include_str!("sql/schema.sql"),
     include_str!("sql/prepare.sql"),
     include_str!("sql/capture.sql"),
     include_str!("sql/statement.sql"),
     include_str!("sql/finish.sql"),
+    include_str!("sql/trash.sql"),
+    include_str!("sql/undo.sql"),
 ];
 
 /// Suffix of the recycle-bin schema (`<audit>_trash`, SPEC §B6).

@@ -3,10 +3,13 @@
 use clap::{Parser, Subcommand};
 
 pub mod approve;
+pub mod changes;
 pub mod check;
 pub mod demo;
 pub mod init;
 pub mod serve;
+pub mod show;
+pub mod undo;
 
 use crate::config::SettingsArgs;
 
@@ -32,6 +35,12 @@ pub enum Command {
     Init(init::InitArgs),
     /// Mint an approval token for exactly one statement; the token is the last line of stdout.
     Approve(approve::ApproveArgs),
+    /// List recorded changes, newest first.
+    Changes(changes::ChangesArgs),
+    /// Show one change: who, when, the statement, and its rows before and after.
+    Show(show::ShowArgs),
+    /// Reverse one change (exit 1 when refused, e.g. rows changed since).
+    Undo(undo::UndoArgs),
 }
 
 /// Runs a parsed command; returns the process exit code.
@@ -42,5 +51,8 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Check(args) => check::run(args),
         Command::Init(args) => init::run(args),
         Command::Approve(args) => approve::run(args),
+        Command::Changes(args) => changes::run(args),
+        Command::Show(args) => show::run(args),
+        Command::Undo(args) => undo::run(args),
     }
 }

@@ -321,30 +321,38 @@ impl Recorder {
 }
 
 /// A DO block run before a session's first recorded write: when the audit schema is
-/// missing, it installs it if the session's role may create schemas in the database (what
-/// `pgbelay init` does), and otherwise raises the §A3 refusal with a hint to run `pgbelay
-/// init`, so the write that follows fails instead of running unrecorded. A no-op (one
-/// catalog lookup) when the schema is there.
+/// missing or older than this pgbelay's ([`audit::SCHEMA_VERSION`], read from the schema's
+/// comment), it installs or upgrades it if the session's role may (create schemas in the
+/// database; own the existing schema), as `pgbelay init` does, and otherwise raises the
+/// §A3 refusal with a hint to run `pgbelay init`, so the write that follows fails instead
+/// of running unrecorded or half-recorded. A newer schema is left alone. When the schema
+/// is current this is one catalog lookup.
 fn ensure_schema(audit_schema: &str) -> String {
-    let schema = audit::quote_ident(audit_schema);
-    let probe = audit::quote_literal(&format!("{schema}.end_statement()"))
-        .unwrap_or_else(|_| "''".to_string());
     let name = audit::quote_literal(audit_schema).unwrap_or_else(|_| "''".to_string());
+    let ident = audit::quote_literal(&audit::quote_ident(audit_schema))
+        .unwrap_or_else(|_| "''".to_string());
+    let wanted = audit::SCHEMA_VERSION;
     // The install script travels as one string literal; its own dollar quotes are inert.
     let install = audit::install_sql(audit_schema)
         .ok()
         .and_then(|sql| audit::quote_literal(&sql).ok());
     let install = match install {
         Some(script) => format!(
-            "IF pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE') THEN \
+            "IF (v_version IS NULL AND pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE')) \
+                OR (v_version IS NOT NULL AND EXISTS (SELECT 1 FROM pg_catalog.pg_namespace \
+                    WHERE oid = pg_catalog.to_regnamespace({ident}) AND pg_catalog.pg_has_role(nspowner, 'USAGE'))) THEN \
              EXECUTE {script}; RETURN; END IF; "
         ),
         None => String::new(),
     };
     format!(
-        "DO $pgbelay_ensure$ BEGIN IF pg_catalog.to_regprocedure({probe}) IS NULL THEN {install}\
+        "DO $pgbelay_ensure$ DECLARE v_version int := (pg_catalog.regexp_match(pg_catalog.obj_description(\
+         pg_catalog.to_regnamespace({ident}), 'pg_namespace'), '^pgbelay audit schema, version ([0-9]+)$'))[1]::int; \
+         BEGIN IF v_version IS NULL OR v_version < {wanted} THEN {install}\
          RAISE EXCEPTION USING ERRCODE = '42501', \
-         MESSAGE = 'pgbelay: refused: the audit schema ' || {name} || ' is not installed in this database, so the write cannot be recorded', \
+         MESSAGE = 'pgbelay: refused: the audit schema ' || {name} || CASE WHEN v_version IS NULL \
+         THEN ' is not installed in this database' ELSE ' is at version ' || v_version || ', older than this pgbelay''s ({wanted})' END \
+         || ', so the write cannot be recorded', \
          DETAIL = 'statement class: write', \
          HINT = 'Run: pgbelay init --db <URL of this database> (as its owner)'; \
          END IF; END $pgbelay_ensure$"

@@ -1,0 +1,796 @@
+//! Undo (SPEC §B11, §B6): reverses one change and its children (cascades, or the writes of
+//! an undo) in one transaction, and records the undo as a change that can be undone too.
+//!
+//! # How a reversal is derived
+//!
+//! From the images alone, matched by the table's primary key (as it is now), whatever the
+//! change's kind:
+//!
+//! * before- and after-image: UPDATE the row back — only the columns the change changed,
+//!   so later changes to other columns stay (this also un-deletes a soft delete);
+//! * before-image only (hard delete, truncate): INSERT it again (OVERRIDING SYSTEM VALUE
+//!   for `GENERATED ALWAYS` identity columns; stored generated columns are never written);
+//! * after-image only (insert): DELETE the row.
+//!
+//! A `drop` change moves its table back from the recycle bin (`<audit>.restore_table`);
+//! the undo of such a restore moves it to the bin again (`<audit>.recycle_table`).
+//!
+//! Order across a cascade: restores first, then deletes (children before parents), updates,
+//! inserts (parents before children), and moves to the bin last.
+//!
+//! # Conflicts
+//!
+//! Before writing, with the tables locked against other writers (SHARE ROW EXCLUSIVE), each
+//! row is compared, as text, with the recorded after-image (it must exist and be equal in
+//! every column the images have), and a before-only row must not exist now. Conflicts refuse
+//! the undo ([`UndoError::Conflicts`]) unless forced; forced, changed rows get the changed
+//! columns back, rows present again are left as they are, inserted rows are deleted anyway
+//! and rows gone stay gone.
+//!
+//! # Columns changed since
+//!
+//! The undo writes the columns the table has now. A column added since has NULL images, so
+//! a non-NULL value now is a conflict. Recorded values in columns the table no longer has
+//! (dropped, or changed type: the shadow keeps the old values in `<name>~<n>`) refuse the
+//! undo ([`UndoError::LostColumns`]) unless forced, when they are left out.
+//!
+//! # Recording
+//!
+//! The undo of change C is announced with `begin_statement` (`statement = 'pgbelay undo C'`,
+//! `kind = 'undo'`) and recorded by `<audit>.begin_undo` as change U, linked to C in
+//! `<audit>.undos`; each of its writes is announced the same way with `pgbelay.parent_id` set
+//! to U, so the capture triggers record them as children of U. Undoing U reverses them. A
+//! change already undone (an undo in effect, not itself undone) is refused unless forced.
+
+use std::collections::HashSet;
+
+use tokio_postgres::Client;
+
+use super::history::{self, HistoryError};
+use super::images::{self, Change, Images, change_columns, change_from_row};
+use super::schema::{
+    StatementMeta, begin_statement_sql, end_statement_sql, quote_ident, quote_literal,
+};
+
+/// How to undo.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UndoOptions {
+    /// Go ahead despite conflicts, lost columns, or an undo already in effect.
+    pub force: bool,
+    /// Run everything, report, and roll back.
+    pub dry_run: bool,
+}
+
+/// What one step does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Move a dropped table back from the recycle bin.
+    Restore,
+    /// Delete rows the change inserted.
+    Delete,
+    /// Update rows back to their before-images.
+    Update,
+    /// Insert rows the change removed.
+    Insert,
+    /// Move a restored table to the recycle bin again.
+    Recycle,
+}
+
+/// One statement of the undo.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Step {
+    /// The change it reverses.
+    pub change_id: i64,
+    /// `schema.table`.
+    pub table: String,
+    /// What it does.
+    pub action: Action,
+    /// Rows the images call for.
+    pub planned_rows: i64,
+    /// Rows it changed when it ran (also in a dry run, which rolls back).
+    pub rows: Option<i64>,
+    /// The statement.
+    pub sql: String,
+}
+
+/// Why a row conflicts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum ConflictReason {
+    /// The row differs from the after-image in these columns.
+    Changed {
+        /// The columns.
+        columns: Vec<String>,
+    },
+    /// The row the change left is gone.
+    Gone,
+    /// A row with the key of a removed row exists again.
+    Exists,
+}
+
+/// A row changed since the change.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Conflict {
+    /// The change whose row it is.
+    pub change_id: i64,
+    /// `schema.table`.
+    pub table: String,
+    /// `[column, value]` pairs of its primary key.
+    pub key: Vec<(String, Option<String>)>,
+    /// What is different.
+    #[serde(flatten)]
+    pub reason: ConflictReason,
+}
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key: Vec<String> = self
+            .key
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_deref().unwrap_or("NULL")))
+            .collect();
+        write!(f, "{} ({}): ", self.table, key.join(", "))?;
+        match &self.reason {
+            ConflictReason::Changed { columns } => {
+                write!(f, "changed since (columns {})", columns.join(", "))
+            }
+            ConflictReason::Gone => f.write_str("row is gone"),
+            ConflictReason::Exists => f.write_str("a row with this key exists again"),
+        }
+    }
+}
+
+/// What an undo did (or, in a dry run, would do).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UndoReport {
+    /// The change undone.
+    pub change_id: i64,
+    /// The undo's own change (`None` when refused; rolled back in a dry run).
+    pub undo_id: Option<i64>,
+    /// Nothing was kept.
+    pub dry_run: bool,
+    /// Conflicts were overridden.
+    pub forced: bool,
+    /// The statements, in the order they run.
+    pub steps: Vec<Step>,
+    /// Rows changed since the change.
+    pub conflicts: Vec<Conflict>,
+    /// What a forced undo leaves out.
+    pub warnings: Vec<String>,
+}
+
+/// Why an undo did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum UndoError {
+    /// The change or the audit schema was not found.
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    /// An undo of the change is in effect.
+    #[error(
+        "change {change} was already undone by change {by} (undo {by} to bring it back, or use --force)"
+    )]
+    AlreadyUndone {
+        /// The change.
+        change: i64,
+        /// The undo in effect.
+        by: i64,
+    },
+    /// Rows changed since the change; nothing was done.
+    #[error("change {} cannot be undone: {} row(s) changed since (use --force to undo anyway)", .0.change_id, .0.conflicts.len())]
+    Conflicts(Box<UndoReport>),
+    /// The change recorded no rows to reverse and moved no table.
+    #[error("change {0} has nothing to undo")]
+    NothingToUndo(i64),
+    /// Rows cannot be matched without a primary key.
+    #[error(
+        "change {change} cannot be undone: table {table} has no primary key (or its key columns were not recorded), so its rows cannot be matched"
+    )]
+    NoPrimaryKey {
+        /// The change.
+        change: i64,
+        /// The table.
+        table: String,
+    },
+    /// The table is gone.
+    #[error("change {change} cannot be undone: table {table} no longer exists")]
+    TableGone {
+        /// The change.
+        change: i64,
+        /// The table, as last known.
+        table: String,
+    },
+    /// The table lies in the recycle bin.
+    #[error(
+        "change {change} cannot be undone: table {table} is in the recycle bin; undo its drop first"
+    )]
+    InTrash {
+        /// The change.
+        change: i64,
+        /// The table.
+        table: String,
+    },
+    /// Recorded values sit in columns the table no longer has.
+    #[error("change {change} cannot be undone: table {table} no longer has column(s) {} holding recorded values (dropped or changed type since); use --force to undo without them", .columns.join(", "))]
+    LostColumns {
+        /// The change.
+        change: i64,
+        /// The table.
+        table: String,
+        /// The shadow's columns.
+        columns: Vec<String>,
+    },
+    /// The server refused (a pgbelay refusal: a name taken, the owner check, …).
+    #[error("{message}{}", .hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default())]
+    Refused {
+        /// SQLSTATE.
+        code: String,
+        /// The message (starts with `pgbelay:` for pgbelay's own refusals).
+        message: String,
+        /// Its hint.
+        hint: Option<String>,
+    },
+    /// A quoting error.
+    #[error(transparent)]
+    Audit(#[from] super::AuditError),
+    /// The server failed a statement.
+    #[error("cannot {what}: {source}")]
+    Postgres {
+        /// What was being done.
+        what: &'static str,
+        /// The server's (or the connection's) error.
+        source: tokio_postgres::Error,
+    },
+}
+
+fn pg(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> UndoError {
+    move |source| match source.as_db_error() {
+        Some(db) if db.message().starts_with("pgbelay:") || db.code().code() == "42501" => {
+            UndoError::Refused {
+                code: db.code().code().to_string(),
+                message: db.message().to_string(),
+                hint: db.hint().map(str::to_string),
+            }
+        }
+        _ => UndoError::Postgres { what, source },
+    }
+}
+
+/// Undoes change `id` (and its children) over `client`, in one transaction of its own
+/// (`client` must not be inside one). Committed unless `dry_run`.
+pub async fn undo(
+    client: &Client,
+    audit: &str,
+    id: i64,
+    options: UndoOptions,
+) -> Result<UndoReport, UndoError> {
+    history::check_installed(client, audit).await?;
+    client
+        .batch_execute("BEGIN")
+        .await
+        .map_err(pg("begin a transaction"))?;
+    let result = run(client, audit, id, options).await;
+    let end = if result.is_ok() && !options.dry_run {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    };
+    let ended = client
+        .batch_execute(end)
+        .await
+        .map_err(pg("end the transaction"));
+    let report = result?;
+    ended?;
+    Ok(report)
+}
+
+/// A step before it runs, with its place in the order.
+struct Planned {
+    step: Step,
+    depth: i32,
+    /// Announce with this table (quoted), or none.
+    target: Option<String>,
+}
+
+impl Planned {
+    fn order(&self) -> (u8, i32) {
+        match self.step.action {
+            Action::Restore => (0, self.depth),
+            Action::Delete => (1, -self.depth),
+            Action::Update => (2, self.depth),
+            Action::Insert => (3, self.depth),
+            Action::Recycle => (4, -self.depth),
+        }
+    }
+}
+
+async fn run(
+    client: &Client,
+    audit: &str,
+    id: i64,
+    options: UndoOptions,
+) -> Result<UndoReport, UndoError> {
+    let s = quote_ident(audit);
+    let target = history::change(client, audit, id).await?;
+    if let (Some(by), false) = (target.undone_by, options.force) {
+        return Err(UndoError::AlreadyUndone { change: id, by });
+    }
+    let tree = tree(client, audit, id).await?;
+    let ids: Vec<i64> = tree.iter().map(|(c, _)| c.id).collect();
+    // Changes that moved a table out of the bin, with the table's oid.
+    let restores: Vec<(i64, u32)> = client
+        .query(
+            &format!("SELECT restored_by, relid FROM {s}.trash WHERE restored_by = ANY($1)"),
+            &[&ids],
+        )
+        .await
+        .map_err(pg("read the recycle bin"))?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(pg("read the recycle bin"))?;
+
+    let mut report = UndoReport {
+        change_id: id,
+        undo_id: None,
+        dry_run: options.dry_run,
+        forced: options.force,
+        steps: Vec::new(),
+        conflicts: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let mut planned: Vec<Planned> = Vec::new();
+    let mut locked: HashSet<u32> = HashSet::new();
+    for (change, depth) in &tree {
+        if change.kind == "drop" {
+            planned.push(Planned {
+                step: Step {
+                    change_id: change.id,
+                    table: change.table(),
+                    action: Action::Restore,
+                    planned_rows: change.rows.unwrap_or(0),
+                    rows: None,
+                    sql: format!("SELECT {s}.restore_table({})", change.id),
+                },
+                depth: *depth,
+                target: None,
+            });
+        } else if let Some((_, relid)) = restores.iter().find(|(by, _)| *by == change.id) {
+            planned.push(Planned {
+                step: Step {
+                    change_id: change.id,
+                    table: change.table(),
+                    action: Action::Recycle,
+                    planned_rows: change.rows.unwrap_or(0),
+                    rows: None,
+                    sql: format!(
+                        "SELECT {s}.recycle_table({relid}::pg_catalog.oid::pg_catalog.regclass)"
+                    ),
+                },
+                depth: *depth,
+                target: None,
+            });
+        } else if let Some(shadow) = &change.shadow_table {
+            let images = images::load(client, audit, shadow)
+                .await
+                .map_err(pg("read the change's table"))?
+                .ok_or_else(|| UndoError::TableGone {
+                    change: change.id,
+                    table: change.table(),
+                })?;
+            plan_images(
+                client,
+                change,
+                *depth,
+                &images,
+                options,
+                &mut locked,
+                &mut planned,
+                &mut report,
+            )
+            .await?;
+        }
+    }
+    if planned.is_empty() {
+        return Err(UndoError::NothingToUndo(id));
+    }
+    planned.sort_by_key(Planned::order);
+    if !report.conflicts.is_empty() && !options.force {
+        report.steps = planned.into_iter().map(|p| p.step).collect();
+        return Err(UndoError::Conflicts(Box::new(report)));
+    }
+
+    let statement = if options.force {
+        format!("pgbelay undo {id} --force")
+    } else {
+        format!("pgbelay undo {id}")
+    };
+    let announce = |table: Option<String>| StatementMeta {
+        table,
+        statement: statement.clone(),
+        kind: Some("undo".into()),
+        max_rows: None,
+        application_name: Some("pgbelay undo".into()),
+        ..StatementMeta::default()
+    };
+    let total: i64 = planned.iter().map(|p| p.step.planned_rows).sum();
+    client
+        .query_one(&begin_statement_sql(audit, &announce(None))?, &[])
+        .await
+        .map_err(pg("announce the undo"))?;
+    let undo_id: i64 = client
+        .query_one(
+            &format!("SELECT {s}.begin_undo($1, $2, $3)"),
+            &[&id, &total, &options.force],
+        )
+        .await
+        .map_err(pg("record the undo"))?
+        .try_get(0)
+        .map_err(pg("record the undo"))?;
+    report.undo_id = Some(undo_id);
+    let parent = undo_id.to_string();
+    for mut p in planned {
+        client
+            .query_one(
+                &begin_statement_sql(audit, &announce(p.target.clone()))?,
+                &[],
+            )
+            .await
+            .map_err(pg("announce an undo step"))?;
+        client
+            .query_one(
+                "SELECT pg_catalog.set_config('pgbelay.parent_id', $1, true)",
+                &[&parent],
+            )
+            .await
+            .map_err(pg("announce an undo step"))?;
+        let rows = match p.step.action {
+            Action::Restore | Action::Recycle => {
+                client
+                    .query_one(&p.step.sql, &[])
+                    .await
+                    .map_err(pg("move the table"))?;
+                p.step.planned_rows
+            }
+            _ => {
+                let n = client
+                    .execute(&p.step.sql, &[])
+                    .await
+                    .map_err(pg("run an undo step"))?;
+                i64::try_from(n).unwrap_or(i64::MAX)
+            }
+        };
+        p.step.rows = Some(rows);
+        report.steps.push(p.step);
+    }
+    client
+        .query_one(&end_statement_sql(audit)?, &[])
+        .await
+        .map_err(pg("end the undo"))?;
+    Ok(report)
+}
+
+/// Change `id` and its descendants (parent_id), with their depth, parents first.
+async fn tree(client: &Client, audit: &str, id: i64) -> Result<Vec<(Change, i32)>, UndoError> {
+    let s = quote_ident(audit);
+    let sql = format!(
+        "WITH RECURSIVE tree(id, depth) AS ( \
+             SELECT $1::bigint, 0 \
+             UNION ALL \
+             SELECT c.id, t.depth + 1 FROM {s}.changes c JOIN tree t ON c.parent_id = t.id) \
+         SELECT {}, t.depth FROM tree t JOIN {s}.changes c ON c.id = t.id ORDER BY t.depth, c.id",
+        change_columns(audit)
+    );
+    client
+        .query(&sql, &[&id])
+        .await
+        .map_err(pg("read the change and its children"))?
+        .iter()
+        .map(|r| Ok((change_from_row(r)?, r.try_get(19)?)))
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(pg("read the change and its children"))
+}
+
+/// Checks one change with images, finds its conflicts, and plans its statements.
+#[allow(clippy::too_many_arguments)]
+async fn plan_images(
+    client: &Client,
+    change: &Change,
+    depth: i32,
+    images: &Images,
+    options: UndoOptions,
+    locked: &mut HashSet<u32>,
+    planned: &mut Vec<Planned>,
+    report: &mut UndoReport,
+) -> Result<(), UndoError> {
+    let table = images.table_label();
+    if !images.exists {
+        return Err(UndoError::TableGone {
+            change: change.id,
+            table,
+        });
+    }
+    if images.in_trash {
+        return Err(UndoError::InTrash {
+            change: change.id,
+            table: format!(
+                "{}.{}",
+                change.table_schema.as_deref().unwrap_or(""),
+                change.table_name.as_deref().unwrap_or("")
+            ),
+        });
+    }
+    if !images.key_recorded() {
+        return Err(UndoError::NoPrimaryKey {
+            change: change.id,
+            table,
+        });
+    }
+    let x = change.id;
+    let sh = &images.shadow;
+    let t = images.table_sql();
+
+    let lost = lost_columns(client, images, x).await?;
+    if !lost.is_empty() {
+        if !options.force {
+            return Err(UndoError::LostColumns {
+                change: x,
+                table,
+                columns: lost,
+            });
+        }
+        report.warnings.push(format!(
+            "change {x}: recorded values of column(s) {} of {table} are not restored (the table no longer has them)",
+            lost.join(", ")
+        ));
+    }
+
+    // Other writers wait until the undo commits; the comparison below stays true.
+    if locked.insert(images.relid) {
+        client
+            .batch_execute(&format!("LOCK TABLE {t} IN SHARE ROW EXCLUSIVE MODE"))
+            .await
+            .map_err(pg("lock the table"))?;
+    }
+
+    // The images of change x in alias `a`/`b`: qualified, the shadow is joined to itself.
+    let image = |alias: &str, which: &str| {
+        format!("{alias}.pgbelay_change_id = {x} AND {alias}.pgbelay_image = '{which}'")
+    };
+    let counts = client
+        .query_one(
+            &format!(
+                "SELECT pg_catalog.count(*) FILTER (WHERE b.pgbelay_change_id IS NOT NULL AND a.pgbelay_change_id IS NOT NULL), \
+                        pg_catalog.count(*) FILTER (WHERE a.pgbelay_change_id IS NULL), \
+                        pg_catalog.count(*) FILTER (WHERE b.pgbelay_change_id IS NULL) \
+                   FROM (SELECT * FROM {sh} b WHERE {}) b FULL JOIN (SELECT * FROM {sh} a WHERE {}) a ON {}",
+                image("b", "before"),
+                image("a", "after"),
+                images.key_eq("a", "b")
+            ),
+            &[],
+        )
+        .await
+        .map_err(pg("count the images"))?;
+    let (pairs, removed, added): (i64, i64, i64) = (
+        counts.try_get(0).map_err(pg("count the images"))?,
+        counts.try_get(1).map_err(pg("count the images"))?,
+        counts.try_get(2).map_err(pg("count the images"))?,
+    );
+
+    conflicts(client, change, images, report).await?;
+
+    let common: Vec<_> = images.common().collect();
+    let has_before_pair = |alias: &str| {
+        format!(
+            "EXISTS (SELECT 1 FROM {sh} b WHERE {} AND {})",
+            image("b", "before"),
+            images.key_eq("b", alias)
+        )
+    };
+    let has_after_pair = |alias: &str| {
+        format!(
+            "EXISTS (SELECT 1 FROM {sh} a WHERE {} AND {})",
+            image("a", "after"),
+            images.key_eq("a", alias)
+        )
+    };
+    let mut push = |action, rows, sql: String| {
+        planned.push(Planned {
+            step: Step {
+                change_id: x,
+                table: images.table_label(),
+                action,
+                planned_rows: rows,
+                rows: None,
+                sql,
+            },
+            depth,
+            target: Some(t.clone()),
+        });
+    };
+    if added > 0 {
+        push(
+            Action::Delete,
+            added,
+            format!(
+                "DELETE FROM {t} t USING {sh} a WHERE {} AND {} AND NOT {}",
+                image("a", "after"),
+                images.key_eq("t", "a"),
+                has_before_pair("a")
+            ),
+        );
+    }
+    let settable: Vec<String> = common
+        .iter()
+        .filter(|c| !c.generated && !c.identity_always && !images.key.contains(&c.name))
+        .map(|c| {
+            let c = quote_ident(&c.name);
+            format!(
+                "{c} = CASE WHEN b.{c}::text IS DISTINCT FROM a.{c}::text THEN b.{c} ELSE t.{c} END"
+            )
+        })
+        .collect();
+    if pairs > 0 && !settable.is_empty() {
+        push(
+            Action::Update,
+            pairs,
+            format!(
+                "UPDATE {t} t SET {} FROM {sh} b JOIN {sh} a ON {} AND {} WHERE {} AND {}",
+                settable.join(", "),
+                image("a", "after"),
+                images.key_eq("a", "b"),
+                image("b", "before"),
+                images.key_eq("t", "b")
+            ),
+        );
+    }
+    if removed > 0 {
+        let writable: Vec<&str> = common
+            .iter()
+            .filter(|c| !c.generated)
+            .map(|c| c.name.as_str())
+            .collect();
+        let overriding = if common.iter().any(|c| c.identity_always) {
+            " OVERRIDING SYSTEM VALUE"
+        } else {
+            ""
+        };
+        push(
+            Action::Insert,
+            removed,
+            format!(
+                "INSERT INTO {t} ({}){overriding} SELECT {} FROM {sh} b WHERE {} AND NOT {} \
+                 AND NOT EXISTS (SELECT 1 FROM {t} t WHERE {})",
+                writable
+                    .iter()
+                    .map(|c| quote_ident(c))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                writable
+                    .iter()
+                    .map(|c| format!("b.{}", quote_ident(c)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                image("b", "before"),
+                has_after_pair("b"),
+                images.key_eq("t", "b")
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// Shadow columns the table no longer has that hold values for change `x`.
+async fn lost_columns(client: &Client, images: &Images, x: i64) -> Result<Vec<String>, UndoError> {
+    let lost = images.lost();
+    if lost.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut checks = Vec::with_capacity(lost.len());
+    for name in &lost {
+        checks.push(format!(
+            "CASE WHEN pg_catalog.bool_or(s.{} IS NOT NULL) THEN {} END",
+            quote_ident(name),
+            quote_literal(name)?
+        ));
+    }
+    let sql = format!(
+        "SELECT ARRAY[{}]::text[] FROM {} s WHERE s.pgbelay_change_id = {x}",
+        checks.join(", "),
+        images.shadow
+    );
+    let found: Vec<Option<String>> = client
+        .query_one(&sql, &[])
+        .await
+        .map_err(pg("compare the columns"))?
+        .try_get(0)
+        .map_err(pg("compare the columns"))?;
+    Ok(found.into_iter().flatten().collect())
+}
+
+/// Adds to `report` the rows of `change` that differ now from what the change left.
+async fn conflicts(
+    client: &Client,
+    change: &Change,
+    images: &Images,
+    report: &mut UndoReport,
+) -> Result<(), UndoError> {
+    let x = change.id;
+    let sh = &images.shadow;
+    let t = images.table_sql();
+    let common: Vec<_> = images.common().collect();
+    let mut names = Vec::with_capacity(common.len());
+    for c in &common {
+        let q = quote_ident(&c.name);
+        names.push(format!(
+            "CASE WHEN t.{q}::text IS DISTINCT FROM a.{q}::text THEN {} END",
+            quote_literal(&c.name)?
+        ));
+    }
+    let row = |alias: &str| {
+        common
+            .iter()
+            .map(|c| format!("{alias}.{}::text", quote_ident(&c.name)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let changed = format!(
+        "SELECT {}, t.ctid IS NULL, pg_catalog.array_remove(ARRAY[{}]::text[], NULL) \
+           FROM {sh} a LEFT JOIN {t} t ON {} \
+          WHERE a.pgbelay_change_id = {x} AND a.pgbelay_image = 'after' \
+            AND (t.ctid IS NULL OR ROW({}) IS DISTINCT FROM ROW({})) \
+          ORDER BY 1",
+        images.key_text("a"),
+        names.join(", "),
+        images.key_eq("t", "a"),
+        row("t"),
+        row("a"),
+    );
+    let exists = format!(
+        "SELECT {} FROM {sh} b JOIN {t} t ON {} \
+          WHERE b.pgbelay_change_id = {x} AND b.pgbelay_image = 'before' \
+            AND NOT EXISTS (SELECT 1 FROM {sh} a WHERE a.pgbelay_change_id = {x} \
+                              AND a.pgbelay_image = 'after' AND {}) \
+          ORDER BY 1",
+        images.key_text("b"),
+        images.key_eq("t", "b"),
+        images.key_eq("a", "b"),
+    );
+    let key = |values: Vec<Option<String>>| -> Vec<(String, Option<String>)> {
+        images.key.iter().cloned().zip(values).collect()
+    };
+    for r in client
+        .query(&changed, &[])
+        .await
+        .map_err(pg("compare the rows"))?
+    {
+        let values: Vec<Option<String>> = r.try_get(0).map_err(pg("compare the rows"))?;
+        let gone: bool = r.try_get(1).map_err(pg("compare the rows"))?;
+        let columns: Vec<String> = r.try_get(2).map_err(pg("compare the rows"))?;
+        report.conflicts.push(Conflict {
+            change_id: x,
+            table: images.table_label(),
+            key: key(values),
+            reason: if gone {
+                ConflictReason::Gone
+            } else {
+                ConflictReason::Changed { columns }
+            },
+        });
+    }
+    for r in client
+        .query(&exists, &[])
+        .await
+        .map_err(pg("compare the rows"))?
+    {
+        let values: Vec<Option<String>> = r.try_get(0).map_err(pg("compare the rows"))?;
+        report.conflicts.push(Conflict {
+            change_id: x,
+            table: images.table_label(),
+            key: key(values),
+            reason: ConflictReason::Exists,
+        });
+    }
+    Ok(())
+}

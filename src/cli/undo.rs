@@ -1,0 +1,115 @@
+//! `pgbelay undo --db URL ID [--dry-run] [--force]`: reverse one change (SPEC §B11).
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use super::changes::{DbArgs, history_failure};
+use crate::audit::undo::{self, UndoError, UndoOptions, UndoReport};
+
+/// Arguments of `pgbelay undo`.
+#[derive(Debug, clap::Args)]
+pub struct UndoArgs {
+    /// Where the audit trail is.
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// The change id (from `pgbelay changes`).
+    pub id: i64,
+    /// Do everything, print it, and roll back.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Undo despite rows changed since, columns gone, or an undo already in effect.
+    #[arg(long)]
+    pub force: bool,
+    /// Print JSON: the report ({"ok": true, change_id, undo_id, dry_run, forced, steps,
+    /// conflicts, warnings}) or {"ok": false, "error", change_id, conflicts, steps}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Undoes a change; exit 0, 1 when refused (conflicts, not found, …).
+pub fn run(args: UndoArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(async {
+        let client = args.db.connect().await?;
+        let options = UndoOptions {
+            force: args.force,
+            dry_run: args.dry_run,
+        };
+        match undo::undo(&client, &args.db.audit_schema, args.id, options).await {
+            Ok(report) => {
+                if args.json {
+                    let mut json = serde_json::to_value(&report)?;
+                    json["ok"] = true.into();
+                    println!("{}", serde_json::to_string_pretty(&json)?);
+                } else {
+                    print!("{}", text(&report));
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(UndoError::History(e)) if !args.json => Ok(history_failure("undo", &e)),
+            Err(UndoError::Postgres { what, source }) => {
+                Err(anyhow::Error::new(source).context(format!("cannot {what}")))
+            }
+            Err(e) => {
+                let report = match &e {
+                    UndoError::Conflicts(report) => Some(report.as_ref()),
+                    _ => None,
+                };
+                if args.json {
+                    let json = serde_json::json!({
+                        "ok": false,
+                        "error": e.to_string(),
+                        "change_id": args.id,
+                        "conflicts": report.map(|r| r.conflicts.clone()).unwrap_or_default(),
+                        "steps": report.map(|r| r.steps.clone()).unwrap_or_default(),
+                    });
+                    println!("{}", serde_json::to_string_pretty(&json)?);
+                } else {
+                    eprintln!("pgbelay undo: {e}");
+                    if let Some(report) = report {
+                        for conflict in &report.conflicts {
+                            eprintln!("  conflict: {conflict}");
+                        }
+                    }
+                }
+                Ok(ExitCode::from(1))
+            }
+        }
+    })
+}
+
+/// The human form: what was (or would be) done, step by step.
+fn text(r: &UndoReport) -> String {
+    let mut out = match (r.dry_run, r.undo_id) {
+        (true, _) => format!(
+            "dry run: undo of change {} would run (nothing was changed):\n",
+            r.change_id
+        ),
+        (false, Some(id)) => format!("change {} undone (recorded as change {id}):\n", r.change_id),
+        (false, None) => format!("change {} undone:\n", r.change_id),
+    };
+    for step in &r.steps {
+        let rows = step.rows.unwrap_or(step.planned_rows);
+        let _ = writeln!(
+            out,
+            "  {:<8} {}  {} row{} (change {})",
+            format!("{:?}", step.action).to_lowercase(),
+            step.table,
+            rows,
+            if rows == 1 { "" } else { "s" },
+            step.change_id
+        );
+        if r.dry_run {
+            let _ = writeln!(out, "           {}", step.sql);
+        }
+    }
+    for conflict in &r.conflicts {
+        let _ = writeln!(out, "  overridden conflict: {conflict}");
+    }
+    for warning in &r.warnings {
+        let _ = writeln!(out, "  warning: {warning}");
+    }
+    out
+}

@@ -1,0 +1,966 @@
+//! Undo, the recycle bin and the trail's readers (SPEC §B6, §B11; `pgbelay changes`, `show`,
+//! `undo`). Writes go through the live proxy where the proxy records them; what only an
+//! approval allows (hard DELETE, TRUNCATE, DROP) is recorded over a direct superuser
+//! connection exactly as the proxy sends it: `begin_statement` with the token, the
+//! statement (or `recycle_table`), in one transaction. Everything is checked on the rows.
+
+mod common;
+
+use common::*;
+use pgbelay::audit::undo::{self, ConflictReason, UndoError, UndoOptions};
+use pgbelay::audit::{StatementMeta, begin_statement_sql, end_statement_sql};
+use tokio_postgres::Client;
+
+const AUDIT: &str = "pgbelay";
+
+/// Rows of `sql` as text (the query selects one text column).
+async fn texts(client: &Client, sql: &str) -> Vec<String> {
+    client
+        .query(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {}", show(&e)))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+async fn count(client: &Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.expect(sql).get(0)
+}
+
+/// The newest change that is not part of another.
+async fn last_change(client: &Client) -> i64 {
+    count(
+        client,
+        "SELECT max(id) FROM pgbelay.changes WHERE parent_id IS NULL",
+    )
+    .await
+}
+
+/// Runs `statement` as an approved, recorded write (as the proxy does with a token) and
+/// returns the change id.
+async fn approved(client: &Client, table: &str, statement: &str) -> i64 {
+    let meta = StatementMeta {
+        table: Some(table.into()),
+        statement: statement.into(),
+        approval: Some(unique("token")),
+        approved_by: Some("alice".into()),
+        reason: Some("test".into()),
+        max_rows: None,
+        ..StatementMeta::default()
+    };
+    client.batch_execute("BEGIN").await.expect("begin");
+    client
+        .query_one(&begin_statement_sql(AUDIT, &meta).expect("sql"), &[])
+        .await
+        .expect("begin_statement");
+    client
+        .batch_execute(statement)
+        .await
+        .unwrap_or_else(|e| panic!("{statement}: {}", show(&e)));
+    let id: Option<i64> = client
+        .query_one(&end_statement_sql(AUDIT).expect("sql"), &[])
+        .await
+        .expect("end_statement")
+        .get(0);
+    client.batch_execute("COMMIT").await.expect("commit");
+    id.expect("a recorded change")
+}
+
+/// An approved `DROP TABLE table` as the proxy runs it: into the recycle bin.
+async fn drop_to_bin(client: &Client, table: &str) -> Result<i64, tokio_postgres::Error> {
+    let meta = StatementMeta {
+        table: None,
+        statement: format!("DROP TABLE {table}"),
+        kind: Some("drop".into()),
+        approval: Some(unique("token")),
+        max_rows: None,
+        ..StatementMeta::default()
+    };
+    client.batch_execute("BEGIN").await?;
+    let result = async {
+        client
+            .query_one(&begin_statement_sql(AUDIT, &meta).expect("sql"), &[])
+            .await?;
+        let id: i64 = client
+            .query_one(
+                "SELECT pgbelay.recycle_table($1::text::regclass)",
+                &[&table],
+            )
+            .await?
+            .get(0);
+        Ok(id)
+    }
+    .await;
+    client
+        .batch_execute(if result.is_ok() { "COMMIT" } else { "ROLLBACK" })
+        .await?;
+    result
+}
+
+async fn undo(client: &Client, id: i64) -> Result<undo::UndoReport, UndoError> {
+    undo::undo(client, AUDIT, id, UndoOptions::default()).await
+}
+
+/// A database with `orders` (soft-delete column) and `items` under ON DELETE CASCADE; a
+/// superuser client through the proxy and one direct.
+async fn shop(proxy: &TestProxy) -> (String, Client, Client) {
+    let db = create_db("undo").await;
+    let admin = connect_super(direct(), &db).await;
+    admin
+        .batch_execute(
+            "CREATE TABLE orders (id int PRIMARY KEY, status text NOT NULL, total numeric(10,2),
+                                  deleted_at timestamptz);
+             CREATE TABLE items (id int PRIMARY KEY,
+                                 order_id int NOT NULL REFERENCES orders ON DELETE CASCADE,
+                                 sku text, deleted_at timestamptz);
+             INSERT INTO orders SELECT g, 'paid', g * 10 FROM generate_series(1, 5) g;
+             INSERT INTO items SELECT g, (g + 1) / 2, 'sku' || g FROM generate_series(1, 6) g;",
+        )
+        .await
+        .expect("schema");
+    let through = connect_super(proxy.endpoint(), &db).await;
+    (db, through, admin)
+}
+
+const ORDERS: &str =
+    "SELECT (id, status, total, deleted_at IS NOT NULL)::text FROM orders ORDER BY id";
+const ITEMS: &str =
+    "SELECT (id, order_id, sku, deleted_at IS NOT NULL)::text FROM items ORDER BY id";
+
+#[tokio::test]
+async fn insert_update_and_soft_delete_are_undone() {
+    let proxy = TestProxy::start().await;
+    let (_db, through, admin) = shop(&proxy).await;
+    let original = texts(&admin, ORDERS).await;
+
+    through
+        .batch_execute("INSERT INTO orders VALUES (6, 'new', 1), (7, 'new', 2)")
+        .await
+        .expect("insert");
+    let insert = last_change(&admin).await;
+    through
+        .batch_execute("UPDATE orders SET status = 'refunded', total = 0 WHERE id IN (2, 3)")
+        .await
+        .expect("update");
+    let update = last_change(&admin).await;
+    through
+        .batch_execute("DELETE FROM orders WHERE id = 5")
+        .await
+        .expect("soft delete");
+    let delete = last_change(&admin).await;
+    assert_eq!(
+        texts(
+            &admin,
+            "SELECT kind FROM pgbelay.changes WHERE parent_id IS NULL ORDER BY id"
+        )
+        .await,
+        vec!["insert", "update", "delete"]
+    );
+
+    // The soft-deleted row comes back.
+    let report = undo(&admin, delete).await.expect("undo delete");
+    assert_eq!(report.steps.len(), 1);
+    assert_eq!(report.steps[0].rows, Some(1));
+    assert_eq!(
+        texts(
+            &admin,
+            "SELECT (id, deleted_at IS NULL)::text FROM orders WHERE id = 5"
+        )
+        .await,
+        vec!["(5,t)"]
+    );
+    // The updated rows get their old values.
+    undo(&admin, update).await.expect("undo update");
+    assert_eq!(
+        texts(
+            &admin,
+            "SELECT (id, status, total)::text FROM orders WHERE id IN (2, 3) ORDER BY id"
+        )
+        .await,
+        vec!["(2,paid,20.00)", "(3,paid,30.00)"]
+    );
+    // The inserted rows go.
+    undo(&admin, insert).await.expect("undo insert");
+    assert_eq!(texts(&admin, ORDERS).await, original);
+}
+
+#[tokio::test]
+async fn soft_delete_cascade_children_come_back() {
+    let proxy = TestProxy::start().await;
+    let (_db, through, admin) = shop(&proxy).await;
+    let orders = texts(&admin, ORDERS).await;
+    let items = texts(&admin, ITEMS).await;
+    through
+        .batch_execute("DELETE FROM orders WHERE id IN (1, 2)")
+        .await
+        .expect("soft delete");
+    let id = last_change(&admin).await;
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM items WHERE deleted_at IS NOT NULL"
+        )
+        .await,
+        4,
+        "the cascade soft-deleted the children"
+    );
+    let report = undo(&admin, id).await.expect("undo");
+    let tables: Vec<(&str, Option<i64>)> = report
+        .steps
+        .iter()
+        .map(|s| (s.table.as_str(), s.rows))
+        .collect();
+    assert_eq!(
+        tables,
+        vec![("public.orders", Some(2)), ("public.items", Some(4))]
+    );
+    assert_eq!(texts(&admin, ORDERS).await, orders);
+    assert_eq!(texts(&admin, ITEMS).await, items);
+}
+
+#[tokio::test]
+async fn hard_delete_and_truncate_come_back_with_identity_and_generated_columns() {
+    let db = create_db("undo").await;
+    let admin = connect_super(direct(), &db).await;
+    admin
+        .batch_execute(
+            "CREATE TABLE lines (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                                 n int NOT NULL, doubled int GENERATED ALWAYS AS (n * 2) STORED,
+                                 note text);
+             CREATE TABLE tags (id int GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, tag text);
+             INSERT INTO lines (n, note) SELECT g, 'line ' || g FROM generate_series(1, 4) g;
+             INSERT INTO tags (tag) VALUES ('a'), ('b');",
+        )
+        .await
+        .expect("schema");
+    let lines = "SELECT (id, n, doubled, note)::text FROM lines ORDER BY id";
+    let original = texts(&admin, lines).await;
+
+    let delete = approved(&admin, "lines", "DELETE FROM lines WHERE n IN (2, 3)").await;
+    assert_eq!(count(&admin, "SELECT count(*) FROM lines").await, 2);
+    let report = undo(&admin, delete).await.expect("undo hard delete");
+    assert_eq!(report.steps[0].action, undo::Action::Insert);
+    assert!(
+        report.steps[0].sql.contains("OVERRIDING SYSTEM VALUE"),
+        "{}",
+        report.steps[0].sql
+    );
+    assert!(
+        !report.steps[0].sql.contains("\"doubled\""),
+        "{}",
+        report.steps[0].sql
+    );
+    assert_eq!(texts(&admin, lines).await, original);
+
+    let truncate = approved(&admin, "lines", "TRUNCATE lines").await;
+    assert_eq!(count(&admin, "SELECT count(*) FROM lines").await, 0);
+    undo(&admin, truncate).await.expect("undo truncate");
+    assert_eq!(texts(&admin, lines).await, original);
+    // The identity sequence was not set back: new rows do not collide with restored ones.
+    admin
+        .batch_execute("INSERT INTO lines (n) VALUES (9)")
+        .await
+        .expect("insert after undo");
+    assert_eq!(
+        texts(&admin, "SELECT (id, doubled)::text FROM lines WHERE n = 9").await,
+        vec!["(5,18)"]
+    );
+
+    // BY DEFAULT identity: restored with its old ids too.
+    let truncate = approved(&admin, "tags", "TRUNCATE tags").await;
+    undo(&admin, truncate).await.expect("undo truncate tags");
+    assert_eq!(
+        texts(&admin, "SELECT (id, tag)::text FROM tags ORDER BY id").await,
+        vec!["(1,a)", "(2,b)"]
+    );
+}
+
+#[tokio::test]
+async fn drop_goes_to_the_recycle_bin_and_comes_back_whole() {
+    let db = create_db("undo").await;
+    let admin = connect_super(direct(), &db).await;
+    admin
+        .batch_execute(
+            "CREATE SCHEMA app;
+             CREATE TABLE public.orders (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                                         code serial UNIQUE, n int CHECK (n >= 0));
+             CREATE INDEX orders_n_idx ON public.orders (n);
+             INSERT INTO public.orders (n) VALUES (1), (2), (3);
+             CREATE TABLE app.orders (id int PRIMARY KEY, n int);
+             INSERT INTO app.orders VALUES (10, 10);",
+        )
+        .await
+        .expect("schema");
+
+    let first = drop_to_bin(&admin, "public.orders").await.expect("recycle");
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM pg_class WHERE relname = 'orders' AND relnamespace = 'public'::regnamespace").await,
+        0,
+        "public.orders is gone"
+    );
+    // A new public.orders, and app.orders, go to the bin too: no name collides there.
+    admin
+        .batch_execute(
+            "CREATE TABLE public.orders (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                                         code serial UNIQUE, n int);
+             CREATE INDEX orders_n_idx ON public.orders (n);
+             INSERT INTO public.orders (n) VALUES (7);",
+        )
+        .await
+        .expect("second table");
+    let second = drop_to_bin(&admin, "public.orders")
+        .await
+        .expect("recycle again");
+    let third = drop_to_bin(&admin, "app.orders")
+        .await
+        .expect("recycle app.orders");
+    let change: (String, String, i64) = {
+        let r = admin
+            .query_one(
+                "SELECT kind, table_schema || '.' || table_name, rows FROM pgbelay.changes WHERE id = $1",
+                &[&first],
+            )
+            .await
+            .expect("drop change");
+        (r.get(0), r.get(1), r.get(2))
+    };
+    assert_eq!(change, ("drop".into(), "public.orders".into(), 3));
+    let in_bin = texts(
+        &admin,
+        "SELECT c.relkind::text || ' ' || c.relname FROM pg_class c
+          WHERE c.relnamespace = 'pgbelay_trash'::regnamespace ORDER BY 1",
+    )
+    .await;
+    for n in [first, second] {
+        for name in [
+            format!("S orders_code_seq~{n}"),
+            format!("S orders_id_seq~{n}"),
+            format!("i orders_code_key~{n}"),
+            format!("i orders_n_idx~{n}"),
+            format!("i orders_pkey~{n}"),
+            format!("r orders~{n}"),
+        ] {
+            assert!(in_bin.contains(&name), "{name} not in {in_bin:?}");
+        }
+    }
+    assert!(in_bin.contains(&format!("r orders~{third}")), "{in_bin:?}");
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM pgbelay.trash WHERE restored_by IS NULL"
+        )
+        .await,
+        3
+    );
+
+    // Undo the first drop: its name is free again, so it comes back with everything.
+    let report = undo(&admin, first).await.expect("undo drop");
+    assert_eq!(report.steps[0].action, undo::Action::Restore);
+    assert_eq!(
+        texts(
+            &admin,
+            "SELECT (id, code, n)::text FROM public.orders ORDER BY id"
+        )
+        .await,
+        vec!["(1,1,1)", "(2,2,2)", "(3,3,3)"]
+    );
+    assert_eq!(
+        texts(
+            &admin,
+            "SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+              WHERE i.indrelid = 'public.orders'::regclass ORDER BY 1"
+        )
+        .await,
+        vec!["orders_code_key", "orders_n_idx", "orders_pkey"]
+    );
+    assert_eq!(
+        texts(
+            &admin,
+            "SELECT conname::text FROM pg_constraint WHERE conrelid = 'public.orders'::regclass ORDER BY 1"
+        )
+        .await,
+        vec!["orders_code_key", "orders_n_check", "orders_pkey"]
+    );
+    let err = admin
+        .batch_execute("INSERT INTO public.orders (n) VALUES (-1)")
+        .await
+        .expect_err("the CHECK constraint is back");
+    assert_eq!(sqlstate(&err).as_deref(), Some("23514"));
+    // serial and identity sequences are back, owned, and continue where they were (the
+    // failed insert above took 4 from both).
+    admin
+        .batch_execute("INSERT INTO public.orders (n) VALUES (4)")
+        .await
+        .expect("insert");
+    assert_eq!(
+        texts(
+            &admin,
+            "SELECT (id, code)::text FROM public.orders WHERE n = 4"
+        )
+        .await,
+        vec!["(5,5)"]
+    );
+    assert_eq!(
+        texts(
+            &admin,
+            "SELECT pg_get_serial_sequence('public.orders', 'code') || ' ' || pg_get_serial_sequence('public.orders', 'id')"
+        )
+        .await,
+        vec!["public.orders_code_seq public.orders_id_seq"]
+    );
+
+    // The second copy cannot come back while the first holds the name.
+    let err = undo(&admin, second).await.expect_err("name taken");
+    match &err {
+        UndoError::Refused { code, message, .. } => {
+            assert_eq!(code, "42P07");
+            assert!(
+                message.starts_with("pgbelay: refused: cannot restore public.orders"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(
+        count(
+            &admin,
+            &format!("SELECT count(*) FROM pgbelay_trash.\"orders~{second}\"")
+        )
+        .await,
+        1,
+        "the refused restore left the copy in the bin"
+    );
+    // app.orders comes back to its own schema.
+    undo(&admin, third).await.expect("undo app.orders");
+    assert_eq!(
+        texts(&admin, "SELECT (id, n)::text FROM app.orders").await,
+        vec!["(10,10)"]
+    );
+
+    // Undo of the restore: the table goes back to the bin (a new drop), and out again.
+    let restore = report.undo_id.expect("recorded");
+    let again = undo(&admin, restore).await.expect("undo the restore");
+    assert_eq!(again.steps[0].action, undo::Action::Recycle);
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM pg_class WHERE relname = 'orders' AND relnamespace = 'public'::regnamespace").await,
+        0
+    );
+    let redrop = count(&admin, "SELECT max(change_id) FROM pgbelay.trash").await;
+    assert_eq!(
+        count(
+            &admin,
+            &format!("SELECT count(*) FROM pgbelay_trash.\"orders~{redrop}\"")
+        )
+        .await,
+        4
+    );
+    undo(&admin, again.undo_id.expect("recorded"))
+        .await
+        .expect("and back");
+    assert_eq!(count(&admin, "SELECT count(*) FROM public.orders").await, 4);
+}
+
+#[tokio::test]
+async fn drops_with_dependents_or_of_the_wrong_tables_are_refused() {
+    let db = create_db("undo").await;
+    let admin = connect_super(direct(), &db).await;
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE parent (id int PRIMARY KEY);
+             CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent);
+             CREATE TABLE seen (id int PRIMARY KEY);
+             CREATE VIEW seen_view AS SELECT * FROM seen;
+             CREATE TABLE parted (id int) PARTITION BY RANGE (id);
+             CREATE TABLE part1 PARTITION OF parted FOR VALUES FROM (0) TO (10);
+             CREATE TABLE owned (id int PRIMARY KEY);
+             CREATE TEMP TABLE scratch (id int);
+             ALTER TABLE owned OWNER TO {TRUST_USER};"
+        ))
+        .await
+        .expect("schema");
+    for (table, says) in [
+        (
+            "parent",
+            "constraint child_parent_id_fkey on table public.child depends on it",
+        ),
+        ("seen", "view public.seen_view depends on it"),
+        ("parted", "partition public.part1 depends on it"),
+        (
+            "part1",
+            "it is a partition or inheritance child of public.parted",
+        ),
+        ("scratch", "is a temporary table"),
+        ("pgbelay.changes", "belongs to the audit schema"),
+    ] {
+        let err = drop_to_bin(&admin, table).await.expect_err(table);
+        let e = err.as_db_error().expect("server error");
+        assert_eq!(e.code().code(), "42501", "{table}: {e:?}");
+        assert!(
+            e.message().starts_with("pgbelay: refused: "),
+            "{table}: {}",
+            e.message()
+        );
+        assert!(e.message().contains(says), "{table}: {}", e.message());
+        assert_eq!(e.detail(), Some("statement class: drop"));
+    }
+    assert!(
+        drop_to_bin(&admin, "parent")
+            .await
+            .expect_err("again")
+            .as_db_error()
+            .and_then(|e| e.hint())
+            .is_some_and(|h| h.contains("--hard"))
+    );
+    // Only the owner may recycle a table.
+    let stranger = connect(direct(), TRUST_USER, None, &db)
+        .await
+        .expect("connect");
+    admin
+        .batch_execute(&format!("GRANT ALL ON child TO {TRUST_USER}"))
+        .await
+        .expect("grant");
+    let err = drop_to_bin(&stranger, "child")
+        .await
+        .expect_err("not the owner");
+    assert_eq!(sqlstate(&err).as_deref(), Some("42501"));
+    drop_to_bin(&stranger, "owned")
+        .await
+        .expect("the owner may");
+    assert_eq!(count(&admin, "SELECT count(*) FROM pgbelay.trash").await, 1);
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM pg_tables WHERE tablename IN ('parent', 'child', 'seen', 'parted', 'part1')").await,
+        5,
+        "nothing refused was moved"
+    );
+    // The bin's bookkeeping is append-only.
+    let err = admin
+        .batch_execute("UPDATE pgbelay.trash SET table_name = 'x'")
+        .await
+        .expect_err("append-only");
+    assert_eq!(sqlstate(&err).as_deref(), Some("42501"));
+}
+
+#[tokio::test]
+async fn conflicts_are_listed_and_force_goes_ahead() {
+    let proxy = TestProxy::start().await;
+    let (_db, through, admin) = shop(&proxy).await;
+    through
+        .batch_execute("UPDATE orders SET status = 'shipped' WHERE id IN (1, 2, 3)")
+        .await
+        .expect("update");
+    let id = last_change(&admin).await;
+    // Since then: row 2 changed in another column, row 3 is gone.
+    admin
+        .batch_execute("UPDATE orders SET total = 99 WHERE id = 2; DELETE FROM items WHERE order_id = 3; DELETE FROM orders WHERE id = 3")
+        .await
+        .expect("later writes");
+    let before = texts(&admin, ORDERS).await;
+    let err = undo(&admin, id).await.expect_err("conflicts");
+    let UndoError::Conflicts(report) = err else {
+        panic!("expected conflicts, got {err:?}");
+    };
+    let listed: Vec<String> = report.conflicts.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        listed,
+        vec![
+            "public.orders (id=2): changed since (columns total)",
+            "public.orders (id=3): row is gone",
+        ]
+    );
+    assert_eq!(report.conflicts[1].reason, ConflictReason::Gone);
+    assert_eq!(
+        texts(&admin, ORDERS).await,
+        before,
+        "a refused undo changes nothing"
+    );
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM pgbelay.changes WHERE kind = 'undo'"
+        )
+        .await,
+        0
+    );
+
+    let report = undo::undo(
+        &admin,
+        AUDIT,
+        id,
+        UndoOptions {
+            force: true,
+            dry_run: false,
+        },
+    )
+    .await
+    .expect("forced");
+    assert!(report.forced);
+    assert_eq!(report.conflicts.len(), 2);
+    // The changed column is set back; the later change to total stays; row 3 stays gone.
+    assert_eq!(
+        texts(
+            &admin,
+            "SELECT (id, status, total)::text FROM orders WHERE id <= 3 ORDER BY id"
+        )
+        .await,
+        vec!["(1,paid,10.00)", "(2,paid,99.00)"]
+    );
+    assert_eq!(
+        texts(
+            &admin,
+            "SELECT statement FROM pgbelay.changes WHERE kind = 'undo' AND parent_id IS NULL"
+        )
+        .await,
+        vec![format!("pgbelay undo {id} --force")]
+    );
+}
+
+#[tokio::test]
+async fn dry_run_changes_nothing() {
+    let proxy = TestProxy::start().await;
+    let (_db, through, admin) = shop(&proxy).await;
+    through
+        .batch_execute("DELETE FROM orders WHERE id = 3")
+        .await
+        .expect("soft delete");
+    let id = last_change(&admin).await;
+    let orders = texts(&admin, ORDERS).await;
+    let items = texts(&admin, ITEMS).await;
+    let changes = count(&admin, "SELECT count(*) FROM pgbelay.changes").await;
+    let report = undo::undo(
+        &admin,
+        AUDIT,
+        id,
+        UndoOptions {
+            force: false,
+            dry_run: true,
+        },
+    )
+    .await
+    .expect("dry run");
+    assert!(report.dry_run);
+    let steps: Vec<(&str, Option<i64>)> = report
+        .steps
+        .iter()
+        .map(|s| (s.table.as_str(), s.rows))
+        .collect();
+    assert_eq!(
+        steps,
+        vec![("public.orders", Some(1)), ("public.items", Some(2))]
+    );
+    assert!(
+        report.steps[0]
+            .sql
+            .starts_with("UPDATE \"public\".\"orders\" t SET")
+    );
+    assert_eq!(texts(&admin, ORDERS).await, orders);
+    assert_eq!(texts(&admin, ITEMS).await, items);
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM pgbelay.changes").await,
+        changes
+    );
+    assert_eq!(count(&admin, "SELECT count(*) FROM pgbelay.undos").await, 0);
+}
+
+#[tokio::test]
+async fn an_undo_is_recorded_and_can_be_undone() {
+    let proxy = TestProxy::start().await;
+    let (_db, through, admin) = shop(&proxy).await;
+    through
+        .batch_execute("DELETE FROM orders WHERE id = 1")
+        .await
+        .expect("soft delete");
+    let id = last_change(&admin).await;
+    let deleted = texts(&admin, ORDERS).await;
+    let deleted_items = texts(&admin, ITEMS).await;
+
+    let first = undo(&admin, id).await.expect("undo");
+    let undo_id = first.undo_id.expect("recorded");
+    let recorded = texts(
+        &admin,
+        &format!(
+            "SELECT kind || ' ' || table_name || ' ' || coalesce(parent_id::text, '-') || ' ' || statement
+               FROM pgbelay.changes WHERE id = {undo_id} OR parent_id = {undo_id} ORDER BY id"
+        ),
+    )
+    .await;
+    assert_eq!(
+        recorded,
+        vec![
+            format!("undo orders - pgbelay undo {id}"),
+            format!("undo orders {undo_id} pgbelay undo {id}"),
+            format!("undo items {undo_id} pgbelay undo {id}"),
+        ]
+    );
+    assert_eq!(
+        count(&admin, &format!("SELECT pgbelay.undone_by({id})")).await,
+        undo_id
+    );
+    // Undone already: refused, unless forced.
+    let err = undo(&admin, id).await.expect_err("already undone");
+    assert!(
+        matches!(err, UndoError::AlreadyUndone { change, by } if change == id && by == undo_id),
+        "{err:?}"
+    );
+
+    // Undo of the undo: deleted again, children too.
+    let second = undo(&admin, undo_id).await.expect("undo of undo");
+    assert_eq!(texts(&admin, ORDERS).await, deleted);
+    assert_eq!(texts(&admin, ITEMS).await, deleted_items);
+    // The first undo no longer stands, so the change can be undone again.
+    assert!(second.undo_id.is_some());
+    undo(&admin, id).await.expect("undo again");
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM orders WHERE deleted_at IS NOT NULL"
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn tables_without_key_and_lost_columns_are_refused_clearly() {
+    let proxy = TestProxy::start().await;
+    let db = create_db("undo").await;
+    let admin = connect_super(direct(), &db).await;
+    admin
+        .batch_execute(
+            "CREATE TABLE loose (v int); INSERT INTO loose VALUES (1);
+             CREATE TABLE wide (id int PRIMARY KEY, a int, b int); INSERT INTO wide VALUES (1, 1, 1);",
+        )
+        .await
+        .expect("schema");
+    let through = connect_super(proxy.endpoint(), &db).await;
+    through
+        .batch_execute("UPDATE loose SET v = 2 WHERE v = 1")
+        .await
+        .expect("update");
+    let err = undo(&admin, last_change(&admin).await)
+        .await
+        .expect_err("no key");
+    assert!(matches!(err, UndoError::NoPrimaryKey { .. }), "{err:?}");
+    assert!(err.to_string().contains("has no primary key"), "{err}");
+
+    through
+        .batch_execute("UPDATE wide SET a = 2, b = 2 WHERE id = 1")
+        .await
+        .expect("update");
+    let id = last_change(&admin).await;
+    admin
+        .batch_execute("ALTER TABLE wide DROP COLUMN b")
+        .await
+        .expect("drop column");
+    let err = undo(&admin, id).await.expect_err("lost column");
+    let UndoError::LostColumns { columns, .. } = &err else {
+        panic!("expected lost columns, got {err:?}");
+    };
+    assert_eq!(columns, &vec!["b".to_string()]);
+    let report = undo::undo(
+        &admin,
+        AUDIT,
+        id,
+        UndoOptions {
+            force: true,
+            dry_run: false,
+        },
+    )
+    .await
+    .expect("forced");
+    assert_eq!(report.warnings.len(), 1, "{report:?}");
+    assert_eq!(
+        texts(&admin, "SELECT (id, a)::text FROM wide").await,
+        vec!["(1,1)"]
+    );
+}
+
+/// Runs the `pgbelay` binary.
+async fn pgbelay(args: &[&str]) -> ProcOutput {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgbelay"))
+        .args(args)
+        .env_remove("PGBELAY_DB")
+        .env_remove("PGBELAY_AUDIT_SCHEMA")
+        .output()
+        .await
+        .expect("run pgbelay");
+    ProcOutput {
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        code: output.status.code(),
+    }
+}
+
+#[tokio::test]
+async fn cli_changes_show_and_undo() {
+    let proxy = TestProxy::start().await;
+    let (db, through, admin) = shop(&proxy).await;
+    let url = direct().url(superuser(), Some(SUPERUSER_PASSWORD), &db);
+    through
+        .batch_execute("UPDATE orders SET status = 'late' WHERE id IN (1, 2)")
+        .await
+        .expect("update");
+    let update = last_change(&admin).await;
+    through
+        .batch_execute("DELETE FROM orders WHERE id = 3")
+        .await
+        .expect("soft delete");
+    let delete = last_change(&admin).await;
+
+    // changes: an aligned table, newest first.
+    let out = pgbelay(&["changes", "--db", &url]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines[0].starts_with("ID  AT"), "{}", out.stdout);
+    let kind_col = lines[0].find("KIND").expect("KIND column");
+    let table_col = lines[0].find("TABLE").expect("TABLE column");
+    let kinds: Vec<&str> = lines[1..]
+        .iter()
+        .map(|l| l[kind_col..table_col].trim())
+        .collect();
+    assert_eq!(kinds, vec!["delete", "delete", "update"], "{}", out.stdout);
+    assert!(
+        lines[1].contains(&format!("part of {delete}")),
+        "{}",
+        out.stdout
+    );
+    // --json, filters.
+    let out = pgbelay(&[
+        "changes",
+        "--db",
+        &url,
+        "--json",
+        "--table",
+        "public.orders",
+        "--since",
+        "1h",
+    ])
+    .await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let list: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    let ids: Vec<i64> = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|c| c["id"].as_i64().expect("id"))
+        .collect();
+    assert_eq!(ids, vec![delete, update]);
+    assert_eq!(list[0]["kind"], "delete");
+    assert_eq!(list[0]["table_name"], "orders");
+    assert_eq!(
+        list[1]["statement"],
+        "UPDATE orders SET status = 'late' WHERE id IN (1, 2)"
+    );
+    let out = pgbelay(&[
+        "changes",
+        "--db",
+        &url,
+        "--json",
+        "--table",
+        "items",
+        "--user",
+        superuser(),
+    ])
+    .await;
+    let list: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{}", out.stdout);
+    assert_eq!(list[0]["parent_id"].as_i64(), Some(delete));
+    let out = pgbelay(&["changes", "--db", &url, "--json", "--user", "nobody"]).await;
+    assert_eq!(out.stdout.trim(), "[]");
+    let out = pgbelay(&["changes", "--db", &url, "--since", "not a time"]).await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+
+    // show: the diff.
+    let out = pgbelay(&["show", "--db", &url, &update.to_string()]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stdout.starts_with(&format!(
+            "change {update}: update on public.orders (2 rows)\n"
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("rows (by id):\n~ id=1  updated\n    status: paid → late\n~ id=2  updated\n    status: paid → late\n"), "{}", out.stdout);
+    let out = pgbelay(&["show", "--db", &url, &update.to_string(), "--rows", "1"]).await;
+    assert!(out.stdout.ends_with("… and 1 more row\n"), "{}", out.stdout);
+    let out = pgbelay(&["show", "--db", &url, &delete.to_string(), "--json"]).await;
+    let detail: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!(detail["kind"], "delete");
+    assert_eq!(detail["key_columns"], serde_json::json!(["id"]));
+    assert_eq!(detail["diff"][0]["op"], "update");
+    assert_eq!(detail["diff"][0]["key"], serde_json::json!([["id", "3"]]));
+    assert_eq!(detail["diff"][0]["columns"][0]["column"], "deleted_at");
+    assert_eq!(
+        detail["diff"][0]["columns"][0]["before"],
+        serde_json::Value::Null
+    );
+    assert_eq!(detail["children"][0]["table_name"], "items");
+    assert_eq!(detail["more_rows"], 0);
+    let out = pgbelay(&["show", "--db", &url, "999999"]).await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("no change 999999"), "{out:?}");
+
+    // undo: dry run, conflict, done, again.
+    let out = pgbelay(&["undo", "--db", &url, &delete.to_string(), "--dry-run"]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stdout
+            .starts_with(&format!("dry run: undo of change {delete} would run")),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM orders WHERE deleted_at IS NOT NULL"
+        )
+        .await,
+        1
+    );
+    admin
+        .batch_execute("UPDATE orders SET status = 'early' WHERE id = 2")
+        .await
+        .expect("later write");
+    let out = pgbelay(&["undo", "--db", &url, &update.to_string()]).await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("conflict: public.orders (id=2): changed since (columns status)"),
+        "{out:?}"
+    );
+    let out = pgbelay(&["undo", "--db", &url, &update.to_string(), "--json"]).await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    let refused: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!(refused["ok"], false);
+    assert_eq!(refused["conflicts"][0]["reason"], "changed");
+    assert_eq!(
+        refused["conflicts"][0]["columns"],
+        serde_json::json!(["status"])
+    );
+    let out = pgbelay(&["undo", "--db", &url, &delete.to_string(), "--json"]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let done: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!(done["ok"], true);
+    assert_eq!(done["steps"][0]["action"], "update");
+    assert_eq!(done["steps"][0]["rows"], 1);
+    let undo_id = done["undo_id"].as_i64().expect("undo id");
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM orders WHERE deleted_at IS NOT NULL"
+        )
+        .await,
+        0
+    );
+    let out = pgbelay(&["undo", "--db", &url, &delete.to_string()]).await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr
+            .contains(&format!("already undone by change {undo_id}")),
+        "{out:?}"
+    );
+    let out = pgbelay(&["undo", "--db", &url, "999999"]).await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    let out = pgbelay(&["undo", "--db", &url]).await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+}
