@@ -141,6 +141,22 @@ async fn approved_truncate_runs_once_and_records_its_rows() {
         .await
         .expect("approval claimed");
     assert_eq!(used.get::<_, Option<i64>>(0), Some(id));
+    // The statement is recorded as sent, the spent token shortened to its id.
+    let statement: String = admin
+        .query_one(
+            "SELECT statement FROM pgbelay.changes WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("statement")
+        .get(0);
+    assert_eq!(
+        statement,
+        format!(
+            "/* pgbelay:approve=<token {}> */ truncate   LOGS",
+            token_id(&t)
+        )
+    );
 
     // Replay: the same token again is refused by the server-side claim.
     admin
@@ -538,13 +554,35 @@ async fn approved_drop_table_goes_to_the_recycle_bin() {
     );
     let row = admin
         .query_one(
-            "SELECT kind, table_name, approval FROM pgbelay.changes WHERE kind = 'drop'",
+            "SELECT kind, table_name, approval, id FROM pgbelay.changes WHERE kind = 'drop'",
             &[],
         )
         .await
         .expect("recorded");
     assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some("items"));
     assert_eq!(row.get::<_, Option<String>>(2), Some(token_id(&t)));
+
+    // `pgbelay undo` of that change brings it back, rows and index included.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgbelay"))
+        .args([
+            "undo",
+            "--db",
+            &direct().url(superuser(), Some(SUPERUSER_PASSWORD), &db),
+        ])
+        .arg(row.get::<_, i64>(3).to_string())
+        .output()
+        .await
+        .expect("run pgbelay undo");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(count(&admin, "SELECT count(*) FROM public.items").await, 5);
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = 'public' AND tablename = 'items'"
+        )
+        .await,
+        2
+    );
 
     // --hard really drops.
     let t = token("DROP TABLE logs", true);
@@ -592,6 +630,62 @@ async fn an_older_audit_schema_is_upgraded_by_its_owner_on_first_write() {
     );
     assert_eq!(
         count(&admin, "SELECT count(*) FROM pgbelay.changes").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn several_tables_in_one_drop_and_dependents_are_refused() {
+    let proxy = proxy().await;
+    let (db, admin) = db().await;
+    admin
+        .batch_execute(
+            "CREATE TABLE a (id int PRIMARY KEY); CREATE TABLE b (id int PRIMARY KEY);
+             INSERT INTO a VALUES (1), (2); INSERT INTO b VALUES (3);
+             CREATE VIEW items_view AS SELECT * FROM items;",
+        )
+        .await
+        .expect("tables");
+    let client = connect_super(proxy.endpoint(), &db).await;
+    // Two tables in one statement: both go to the recycle bin, one change each.
+    let t = token("DROP TABLE IF EXISTS a, b, missing", false);
+    client
+        .batch_execute(&format!(
+            "/* pgbelay:approve={t} */ DROP TABLE IF EXISTS a, b, missing"
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("approved DROP of two tables: {}", show(&e)));
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'pgbelay_trash'"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM pgbelay.changes WHERE kind = 'drop'"
+        )
+        .await,
+        2
+    );
+    // A table a view depends on stays, with or without CASCADE; the hint names --hard.
+    for sql in ["DROP TABLE items", "DROP TABLE items CASCADE"] {
+        let t = token(sql, false);
+        let err = refused(&client, &format!("/* pgbelay:approve={t} */ {sql}")).await;
+        assert!(err.message().contains("items_view"), "{}", err.message());
+        assert!(
+            err.hint().unwrap_or("").contains("--hard"),
+            "{:?}",
+            err.hint()
+        );
+    }
+    assert_eq!(count(&admin, "SELECT count(*) FROM items").await, 5);
+    // The refused statements left their tokens unused.
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM pgbelay.approvals").await,
         1
     );
 }

@@ -36,6 +36,12 @@ pub fn run(args: SettingsArgs) -> anyhow::Result<ExitCode> {
     if args.shutdown_timeout.is_none() {
         settings.shutdown_timeout = DEMO_SHUTDOWN_TIMEOUT;
     }
+    // Approvals need a secret; a throwaway one for a throwaway database, printed so that
+    // `pgbelay approve` in another terminal signs with it.
+    if settings.approval_secret.is_none() {
+        let bytes: [u8; 16] = rand::random();
+        settings.approval_secret = Some(bytes.iter().map(|b| format!("{b:02x}")).collect());
+    }
 
     println!("Starting a throwaway PostgreSQL ...");
     let cluster = Cluster::start().context("cannot start the demo PostgreSQL")?;
@@ -95,7 +101,7 @@ async fn serve(
         Err(e) => return Err(e).with_context(|| format!("cannot listen on {wanted}")),
     };
     let listen = proxy.local_addr()?;
-    print_banner(listen, cluster);
+    print_banner(listen, cluster, &settings);
 
     let shutdown = CancellationToken::new();
     let mut proxy_task = tokio::spawn(proxy.run(shutdown.clone()));
@@ -120,7 +126,7 @@ async fn serve(
 }
 
 /// What the user sees once the demo is up.
-fn print_banner(listen: SocketAddr, cluster: &Cluster) {
+fn print_banner(listen: SocketAddr, cluster: &Cluster, settings: &Settings) {
     let user = cluster.superuser();
     let proxied = url_for(
         &listen.ip().to_string(),
@@ -130,6 +136,7 @@ fn print_banner(listen: SocketAddr, cluster: &Cluster) {
         DEMO_DB,
     );
     let direct = cluster.url(user, Some(SUPERUSER_PASSWORD), DEMO_DB);
+    let secret = settings.approval_secret.as_deref().unwrap_or_default();
     println!(
         "\
 pgbelay demo is running: proxy on {listen} in front of PostgreSQL on {upstream}.
@@ -139,6 +146,9 @@ Connect through pgbelay:
 Connect directly (bypassing pgbelay), to compare:
     psql '{direct}'
 
+For pgbelay approve / changes / show / undo in another terminal:
+    export PGBELAY_APPROVAL_SECRET={secret} PGBELAY_DB='{direct}'
+
 Tables in database {DEMO_DB}: customers, orders, order_items (with deleted_at),
 shipments and audit_notes (without). Things to try through pgbelay:
     \\dt+
@@ -146,6 +156,8 @@ shipments and audit_notes (without). Things to try through pgbelay:
     DROP TABLE audit_notes;            -- refused: irreversible, needs an approval
     UPDATE orders SET status = 'paid'; -- refused: no WHERE
     DELETE FROM shipments;             -- refused: no WHERE
+    UPDATE orders SET status = 'lost' WHERE id = 7;  -- recorded; then: pgbelay changes,
+                                       -- pgbelay show 1, pgbelay undo 1
 
 Press Ctrl-C to stop; the throwaway PostgreSQL and its data are removed.",
         upstream = cluster.addr(),

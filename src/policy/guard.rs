@@ -256,7 +256,11 @@ impl GuardSession {
         {
             None => None,
             Some(token) => match self.check_token(&token, sql, dialect) {
-                Ok(approval) => Some(approval),
+                // The statement is recorded with the spent token shortened to its id.
+                Ok(approval) => Some((
+                    sql.replace(token.as_str(), &format!("<token {}>", approval.id)),
+                    approval,
+                )),
                 Err(why) => {
                     if let Some(name) = parse_name {
                         self.extended.remove(name);
@@ -267,9 +271,12 @@ impl GuardSession {
         };
         let verdict = match judgement.verdict {
             Verdict::Refuse(refusal) => {
-                if let (Some(approval), [one]) = (&approval, judgement.statements.as_slice()) {
+                if let (Some((recorded_sql, approval)), [one]) =
+                    (&approval, judgement.statements.as_slice())
+                {
                     let recorder = &self.guard.recorder;
-                    return match recorder.approved(info, one, &refusal.kind, sql, dialect, approval)
+                    let kind = &refusal.kind;
+                    return match recorder.approved(info, one, kind, recorded_sql, dialect, approval)
                     {
                         Ok(recorded) => {
                             tracing::info!(statement = %sql, token = %approval.id, by = %approval.by, "approved");
@@ -326,10 +333,13 @@ impl GuardSession {
             let recorder = &self.guard.recorder;
             let source = Source {
                 text: &write.text,
-                client_sql: sql,
+                client_sql: approval
+                    .as_ref()
+                    .map_or(sql, |(recorded_sql, _)| recorded_sql),
                 dialect,
             };
-            let recorded = match recorder.write(info, *kind, target, source, approval.as_ref()) {
+            let approval = approval.as_ref().map(|(_, a)| a);
+            let recorded = match recorder.write(info, *kind, target, source, approval) {
                 Ok(w) => w,
                 Err(refusal) => return refuse(refusal),
             };
