@@ -41,4 +41,5 @@ pub mod rewrite;
 pub mod server;
 pub mod session;
 pub mod sql;
+pub mod tls;
 pub mod wire;

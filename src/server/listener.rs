@@ -22,6 +22,8 @@ pub struct Proxy {
     /// `/metrics`, when `metrics_listen` is set.
     metrics_listener: Option<TcpListener>,
     metrics: Arc<Metrics>,
+    /// Answers SSLRequest `S` when `tls_cert`/`tls_key` are set.
+    tls: Option<tokio_rustls::TlsAcceptor>,
     settings: Arc<Settings>,
     hooks: Arc<dyn Hooks>,
 }
@@ -43,6 +45,8 @@ pub struct RunningProxy {
 impl Proxy {
     /// Binds `settings.listen` (port 0 picks a free port).
     pub async fn bind(settings: Settings, hooks: Arc<dyn Hooks>) -> std::io::Result<Proxy> {
+        let tls = crate::tls::acceptor(&settings)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let listener = TcpListener::bind(settings.listen).await?;
         let metrics_listener = match settings.metrics_listen {
             Some(addr) => Some(TcpListener::bind(addr).await?),
@@ -52,6 +56,7 @@ impl Proxy {
             listener,
             metrics_listener,
             metrics: Arc::new(Metrics::default()),
+            tls,
             settings: Arc::new(settings),
             hooks,
         })
@@ -94,6 +99,7 @@ impl Proxy {
             hooks: self.hooks,
             cancels: CancelMap::default(),
             metrics: self.metrics.clone(),
+            tls: self.tls,
         });
         if let Some(listener) = self.metrics_listener {
             info!(metrics = %listener.local_addr()?, "serving /metrics");
@@ -132,6 +138,7 @@ impl Proxy {
                 user = tracing::field::Empty,
                 database = tracing::field::Empty,
                 application_name = tracing::field::Empty,
+                tls = tracing::field::Empty,
             );
             tracker
                 .spawn(session::run(stream, peer, shared.clone(), stop.clone()).instrument(span));

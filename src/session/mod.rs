@@ -1,6 +1,7 @@
 //! One task per client session; the only place that owns both sockets.
 //!
-//! [`run`] answers the startup packets (SSLRequest/GSSENCRequest `N`, CancelRequest
+//! [`run`] answers the startup packets (SSLRequest `S` and the TLS handshake when a
+//! certificate is configured, else `N`; GSSENCRequest `N`; CancelRequest
 //! forwarded to the right backend), connects upstream, forwards the StartupMessage, and
 //! then runs one `select!` loop over: client readable, upstream readable, client writable,
 //! upstream writable, and shutdown. All protocol bookkeeping lives in [`relay::Relay`],
@@ -27,6 +28,7 @@ pub use relay::{Flow, Relay, RelayError};
 pub use state::Phase;
 
 use crate::config::Settings;
+use crate::tls::ClientStream;
 use crate::wire::encode::ErrorFields;
 use crate::wire::sqlstate::SqlState;
 use crate::wire::startup::StartupPacket;
@@ -50,6 +52,8 @@ pub struct Shared {
     pub cancels: CancelMap,
     /// The proxy's counters (`/metrics`).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Answers SSLRequest with `S` and runs the handshake, when TLS is configured.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Shutdown signals a session listens to.
@@ -82,36 +86,60 @@ pub enum SessionError {
     /// The client sent no startup packet in time.
     #[error("startup timeout")]
     StartupTimeout,
+    /// The TLS handshake with the client failed.
+    #[error("TLS handshake: {0}")]
+    Tls(std::io::Error),
 }
 
 /// Runs one client session to its end. Never panics on input; errors are logged here.
-pub async fn run(mut client: TcpStream, peer: SocketAddr, shared: Arc<Shared>, stop: Shutdown) {
+pub async fn run(client: TcpStream, peer: SocketAddr, shared: Arc<Shared>, stop: Shutdown) {
     let _ = client.set_nodelay(true);
     let _open = shared.metrics.session();
-    match run_inner(&mut client, peer, &shared, &stop).await {
+    match run_inner(ClientStream::Plain(client), peer, &shared, &stop).await {
         Ok(()) => debug!("session ended"),
         Err(e) => info!(error = %e, "session ended"),
     }
 }
 
 async fn run_inner(
-    client: &mut TcpStream,
+    mut client: ClientStream,
     peer: SocketAddr,
     shared: &Shared,
     stop: &Shutdown,
 ) -> Result<(), SessionError> {
     let mut cbuf = BytesMut::with_capacity(8 * 1024);
-    let startup = match tokio::time::timeout(STARTUP_TIMEOUT, startup(client, &mut cbuf)).await {
-        Err(_) => return Err(SessionError::StartupTimeout),
-        Ok(Err(SessionError::ClientProtocol(e))) => {
-            let error = ErrorFields::fatal(
-                SqlState::PROTOCOL_VIOLATION,
-                format!("pgbelay: invalid startup packet: {e}"),
-            );
-            let _ = client.write_all(error.to_frame().bytes()).await;
-            return Err(SessionError::ClientProtocol(e));
+    let startup = loop {
+        let step = tokio::time::timeout(
+            STARTUP_TIMEOUT,
+            startup(&mut client, &mut cbuf, shared.tls.is_some()),
+        )
+        .await;
+        match step {
+            Err(_) => return Err(SessionError::StartupTimeout),
+            Ok(Err(SessionError::ClientProtocol(e))) => {
+                let error = ErrorFields::fatal(
+                    SqlState::PROTOCOL_VIOLATION,
+                    format!("pgbelay: invalid startup packet: {e}"),
+                );
+                let _ = client.write_all(error.to_frame().bytes()).await;
+                return Err(SessionError::ClientProtocol(e));
+            }
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(Startup::Packet(packet))) => break packet,
+            Ok(Ok(Startup::Tls)) => {
+                let (ClientStream::Plain(tcp), Some(acceptor)) = (client, &shared.tls) else {
+                    return Err(SessionError::ClientProtocol(FrameError::Malformed(
+                        "SSLRequest",
+                    )));
+                };
+                let handshake = tokio::time::timeout(STARTUP_TIMEOUT, acceptor.accept(tcp));
+                client = match handshake.await {
+                    Ok(Ok(tls)) => ClientStream::Tls(Box::new(tls)),
+                    Ok(Err(e)) => return Err(SessionError::Tls(e)),
+                    Err(_) => return Err(SessionError::StartupTimeout),
+                };
+            }
         }
-        Ok(other) => other?,
     };
     let (params, raw) = match startup {
         StartupPacket::CancelRequest { pid, secret } => {
@@ -135,6 +163,7 @@ async fn run_inner(
     span.record("user", info.user.as_str());
     span.record("database", info.database.as_str());
     span.record("application_name", info.application_name.as_str());
+    span.record("tls", matches!(client, ClientStream::Tls(_)));
 
     let mut upstream = match upstream::connect(&shared.settings.upstream).await {
         Ok(u) => u,
@@ -156,39 +185,85 @@ async fn run_inner(
 
     let hooks = shared.hooks.session(&info);
     let relay = Relay::new(info, hooks, shared.metrics.clone());
-    let (client_r, client_w) = client.split();
     let (up_r, up_w) = tokio::io::split(upstream);
-    let mut io = Io {
-        client_r,
-        client_w,
-        up_r,
-        up_w,
-        cbuf,
-        ubuf: BytesMut::with_capacity(16 * 1024),
-    };
-    io.relay_loop(relay, shared, stop).await
+    let ubuf = BytesMut::with_capacity(16 * 1024);
+    // Plain TCP splits without a lock; a TLS stream is one state machine and needs one.
+    match &mut client {
+        ClientStream::Plain(tcp) => {
+            let (client_r, client_w) = tcp.split();
+            let mut io = Io {
+                client_r,
+                client_w,
+                up_r,
+                up_w,
+                cbuf,
+                ubuf,
+            };
+            io.relay_loop(relay, shared, stop).await
+        }
+        ClientStream::Tls(tls) => {
+            let (client_r, client_w) = tokio::io::split(tls.as_mut());
+            let mut io = Io {
+                client_r,
+                client_w,
+                up_r,
+                up_w,
+                cbuf,
+                ubuf,
+            };
+            io.relay_loop(relay, shared, stop).await
+        }
+    }
 }
 
-/// Reads startup packets, answering SSL/GSS requests with `N`, until a StartupMessage or
-/// CancelRequest arrives.
+/// What the startup phase read.
+enum Startup {
+    /// A StartupMessage or CancelRequest (or the client left).
+    Packet(StartupPacket),
+    /// An SSLRequest, answered `S`: the TLS handshake comes next.
+    Tls,
+}
+
+/// Reads startup packets, answering GSSENCRequest `N` and SSLRequest `S` when TLS is
+/// configured (once) or `N`, until a StartupMessage or CancelRequest arrives.
 async fn startup(
-    client: &mut TcpStream,
+    client: &mut ClientStream,
     buf: &mut BytesMut,
-) -> Result<StartupPacket, SessionError> {
+    tls: bool,
+) -> Result<Startup, SessionError> {
     loop {
         match StartupPacket::split(buf).map_err(SessionError::ClientProtocol)? {
+            Some(StartupPacket::SslRequest) if tls && matches!(client, ClientStream::Plain(_)) => {
+                // Bytes sent after the SSLRequest but before the handshake would be read
+                // as if they had come encrypted (CVE-2021-23214): refuse them.
+                if !buf.is_empty() {
+                    return Err(SessionError::ClientProtocol(FrameError::Malformed(
+                        "data after SSLRequest",
+                    )));
+                }
+                client
+                    .write_all(b"S")
+                    .await
+                    .map_err(SessionError::ClientIo)?;
+                return Ok(Startup::Tls);
+            }
+            Some(StartupPacket::SslRequest) if matches!(client, ClientStream::Tls(_)) => {
+                return Err(SessionError::ClientProtocol(FrameError::Malformed(
+                    "SSLRequest inside TLS",
+                )));
+            }
             Some(StartupPacket::SslRequest | StartupPacket::GssEncRequest) => {
                 client
                     .write_all(b"N")
                     .await
                     .map_err(SessionError::ClientIo)?;
             }
-            Some(packet) => return Ok(packet),
+            Some(packet) => return Ok(Startup::Packet(packet)),
             None => {
                 let n = client.read_buf(buf).await.map_err(SessionError::ClientIo)?;
                 if n == 0 {
                     // Closed before startup (port probes, health checks).
-                    return Ok(StartupPacket::SslRequest);
+                    return Ok(Startup::Packet(StartupPacket::SslRequest));
                 }
             }
         }
