@@ -57,6 +57,22 @@ impl std::fmt::Display for UpstreamAddr {
     }
 }
 
+/// Whether pgbelay talks TLS to the server, as libpq's `sslmode` (for TCP upstreams; a
+/// unix socket is never encrypted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    /// Never.
+    Disable,
+    /// When the server offers it, without checking its certificate.
+    #[default]
+    Prefer,
+    /// Always, without checking the certificate (refuse a server without TLS).
+    Require,
+    /// Always, checking the certificate against `upstream_sslrootcert` and the host name.
+    VerifyFull,
+}
+
 /// The resolved settings every part of pgbelay reads.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -64,6 +80,10 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// PostgreSQL server address.
     pub upstream: UpstreamAddr,
+    /// TLS to the server.
+    pub upstream_sslmode: SslMode,
+    /// CA certificates (PEM) that sign the server's certificate, for `verify-full`.
+    pub upstream_sslrootcert: Option<PathBuf>,
     /// Schema holding `changes`, `approvals` and the shadow tables.
     pub audit_schema: String,
     /// The timestamptz column a DELETE sets.
@@ -87,6 +107,8 @@ impl Default for Settings {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 6432)),
             upstream: UpstreamAddr::Tcp("127.0.0.1:5432".into()),
+            upstream_sslmode: SslMode::default(),
+            upstream_sslrootcert: None,
             audit_schema: "pgbelay".into(),
             soft_delete_column: "deleted_at".into(),
             max_rows: 1000,
@@ -111,6 +133,12 @@ pub struct SettingsArgs {
     /// PostgreSQL address: host:port or a unix socket directory [default: 127.0.0.1:5432].
     #[arg(long, env = "PGBELAY_UPSTREAM")]
     pub upstream: Option<String>,
+    /// TLS to the server, as libpq's sslmode [default: prefer].
+    #[arg(long, env = "PGBELAY_UPSTREAM_SSLMODE", value_enum)]
+    pub upstream_sslmode: Option<SslMode>,
+    /// CA certificates (PEM) for upstream_sslmode verify-full.
+    #[arg(long, env = "PGBELAY_UPSTREAM_SSLROOTCERT")]
+    pub upstream_sslrootcert: Option<PathBuf>,
     /// Schema holding the audit trail [default: pgbelay].
     #[arg(long, env = "PGBELAY_AUDIT_SCHEMA")]
     pub audit_schema: Option<String>,
@@ -146,6 +174,8 @@ pub struct SettingsArgs {
 struct FileSettings {
     listen: Option<SocketAddr>,
     upstream: Option<String>,
+    upstream_sslmode: Option<SslMode>,
+    upstream_sslrootcert: Option<PathBuf>,
     audit_schema: Option<String>,
     soft_delete_column: Option<String>,
     max_rows: Option<u64>,
@@ -219,6 +249,14 @@ impl SettingsArgs {
                 .or(file.soft_delete_column)
                 .unwrap_or(d.soft_delete_column),
             max_rows: self.max_rows.or(file.max_rows).unwrap_or(d.max_rows),
+            upstream_sslmode: self
+                .upstream_sslmode
+                .or(file.upstream_sslmode)
+                .unwrap_or(d.upstream_sslmode),
+            upstream_sslrootcert: self
+                .upstream_sslrootcert
+                .clone()
+                .or(file.upstream_sslrootcert),
             approval_secret,
             tls_cert: self.tls_cert.clone().or(file.tls_cert),
             tls_key: self.tls_key.clone().or(file.tls_key),

@@ -1,4 +1,5 @@
-//! TLS to clients (SPEC §A2 `tls_cert` / `tls_key`): rustls with the ring provider.
+//! TLS to clients (SPEC §A2 `tls_cert` / `tls_key`) and to the server
+//! (`upstream_sslmode`): rustls with the ring provider.
 //!
 //! PostgreSQL negotiates TLS inside its own protocol: the client sends SSLRequest, the
 //! server answers `S` and the handshake follows on the same socket, or `N` and the client
@@ -11,12 +12,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::Settings;
+use crate::config::{Settings, SslMode, UpstreamAddr};
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,14 @@ pub enum TlsError {
     /// The key file could not be read or holds no private key.
     #[error("cannot read a private key from tls_key {0}: {1}")]
     Key(PathBuf, String),
+    /// `upstream_sslmode = verify-full` without `upstream_sslrootcert`.
+    #[error(
+        "upstream_sslmode verify-full needs upstream_sslrootcert (the CA that signs the server's certificate)"
+    )]
+    NoRootCert,
+    /// The upstream host is not a valid TLS server name.
+    #[error("upstream host {0:?} is not a valid TLS server name")]
+    ServerName(String),
     /// rustls refused the pair (e.g. the key does not match the certificate).
     #[error("invalid TLS certificate or key: {0}")]
     Config(#[from] rustls::Error),
@@ -62,6 +71,139 @@ fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, T
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
     Ok(Arc::new(config))
+}
+
+/// How sessions reach the server over TLS (SPEC issue 6: `upstream_sslmode`).
+#[derive(Clone)]
+pub struct UpstreamTls {
+    /// The mode, as libpq's sslmode.
+    pub mode: SslMode,
+    connector: tokio_rustls::TlsConnector,
+    server_name: ServerName<'static>,
+}
+
+impl UpstreamTls {
+    /// For `settings`; `None` for `disable` and for a unix-socket upstream (never
+    /// encrypted, as with libpq).
+    pub fn new(settings: &Settings) -> Result<Option<Self>, TlsError> {
+        let UpstreamAddr::Tcp(hostport) = &settings.upstream else {
+            return Ok(None);
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?;
+        let config = match settings.upstream_sslmode {
+            SslMode::Disable => return Ok(None),
+            SslMode::Prefer | SslMode::Require => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+                .with_no_client_auth(),
+            SslMode::VerifyFull => {
+                let Some(path) = &settings.upstream_sslrootcert else {
+                    return Err(TlsError::NoRootCert);
+                };
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in CertificateDer::pem_file_iter(path)
+                    .map_err(|e| TlsError::Certificate(path.clone(), e.to_string()))?
+                {
+                    let cert =
+                        cert.map_err(|e| TlsError::Certificate(path.clone(), e.to_string()))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| TlsError::Certificate(path.clone(), e.to_string()))?;
+                }
+                builder.with_root_certificates(roots).with_no_client_auth()
+            }
+        };
+        let host = hostport
+            .rsplit_once(':')
+            .map_or(hostport.as_str(), |(host, _)| host)
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let server_name = ServerName::try_from(host.to_string())
+            .map_err(|_| TlsError::ServerName(host.to_string()))?;
+        Ok(Some(Self {
+            mode: settings.upstream_sslmode,
+            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            server_name,
+        }))
+    }
+
+    /// Asks the server for TLS on a fresh connection (SSLRequest) and runs the handshake
+    /// when it agrees. `Ok(Err(tcp))` hands the plain connection back when the server
+    /// said no and the mode allows going on without TLS.
+    pub async fn negotiate(
+        &self,
+        mut tcp: TcpStream,
+    ) -> std::io::Result<Result<tokio_rustls::client::TlsStream<TcpStream>, TcpStream>> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        tcp.write_all(&crate::wire::startup::SSL_REQUEST_PACKET)
+            .await?;
+        let mut answer = [0u8; 1];
+        tcp.read_exact(&mut answer).await?;
+        match answer[0] {
+            b'S' => Ok(Ok(self
+                .connector
+                .connect(self.server_name.clone(), tcp)
+                .await?)),
+            b'N' if self.mode == SslMode::Prefer => Ok(Err(tcp)),
+            b'N' => Err(std::io::Error::other(
+                "the server does not support TLS (upstream_sslmode requires it)",
+            )),
+            other => Err(std::io::Error::other(format!(
+                "unexpected answer {other:#04x} to SSLRequest"
+            ))),
+        }
+    }
+}
+
+/// `prefer` / `require`: encryption without authentication of the server, as libpq.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// A client connection, before or after the TLS handshake.

@@ -155,3 +155,110 @@ async fn a_key_without_a_certificate_is_a_startup_error() {
             .contains("tls_cert and tls_key must be set together")
     );
 }
+
+/// A cluster of its own with `ssl = on`, serving `pem`/`key` (written into its data
+/// directory, owned by the server's user, as PostgreSQL requires for the key).
+fn ssl_cluster(cert: &rcgen::CertifiedKey) -> pgbelay::cluster::Cluster {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let cluster = pgbelay::cluster::Cluster::start().expect("cluster");
+    let dir = cluster.data_dir();
+    let owner = std::fs::metadata(dir).expect("data dir").uid();
+    for (name, text) in [
+        ("server.crt", cert.cert.pem()),
+        ("server.key", cert.key_pair.serialize_pem()),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        std::os::unix::fs::chown(&path, Some(owner), None).expect("chown");
+    }
+    cluster
+        .run_sql("ALTER SYSTEM SET ssl = on; SELECT pg_reload_conf();")
+        .expect("ssl on");
+    cluster
+}
+
+async fn upstream_ssl(proxy: &TestProxy) -> Result<bool, tokio_postgres::Error> {
+    let client = connect(
+        proxy.endpoint(),
+        superuser(),
+        Some(SUPERUSER_PASSWORD),
+        "postgres",
+    )
+    .await?;
+    let row = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+#[tokio::test]
+async fn upstream_sslmode_encrypts_and_verifies_the_server() {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+        .expect("certificate");
+    let server = ssl_cluster(&cert);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("ca.crt");
+    std::fs::write(&ca, cert.cert.pem()).expect("write ca");
+    let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).expect("other");
+    let wrong_ca = dir.path().join("wrong.crt");
+    std::fs::write(&wrong_ca, other.cert.pem()).expect("write wrong ca");
+
+    let proxy_with = |mode, rootcert: Option<std::path::PathBuf>| {
+        let settings = Settings {
+            upstream: UpstreamAddr::Tcp(server.addr()),
+            upstream_sslmode: mode,
+            upstream_sslrootcert: rootcert,
+            ..Settings::default()
+        };
+        TestProxy::start_with_settings(settings, Arc::new(pgbelay::session::PassThrough))
+    };
+    use pgbelay::config::SslMode;
+    for (mode, expected) in [
+        (SslMode::Disable, false),
+        (SslMode::Prefer, true),
+        (SslMode::Require, true),
+    ] {
+        let proxy = proxy_with(mode, None).await;
+        let ssl = upstream_ssl(&proxy)
+            .await
+            .unwrap_or_else(|e| panic!("{mode:?}: {}", show(&e)));
+        assert_eq!(ssl, expected, "{mode:?}");
+    }
+    let proxy = proxy_with(SslMode::VerifyFull, Some(ca)).await;
+    assert!(upstream_ssl(&proxy).await.expect("verify-full"));
+    // Signed by someone else: the session is refused, with the reason.
+    let proxy = proxy_with(SslMode::VerifyFull, Some(wrong_ca)).await;
+    let err = upstream_ssl(&proxy).await.expect_err("wrong CA");
+    assert_eq!(sqlstate(&err).as_deref(), Some("08001"), "{}", show(&err));
+    assert!(show(&err).contains("certificate"), "{}", show(&err));
+}
+
+#[tokio::test]
+async fn require_refuses_a_server_without_tls() {
+    // The shared cluster has ssl off.
+    let settings = Settings {
+        upstream: UpstreamAddr::Tcp(cluster().addr()),
+        upstream_sslmode: pgbelay::config::SslMode::Require,
+        ..Settings::default()
+    };
+    let proxy =
+        TestProxy::start_with_settings(settings, Arc::new(pgbelay::session::PassThrough)).await;
+    let err = upstream_ssl(&proxy).await.expect_err("no TLS upstream");
+    assert!(
+        show(&err).contains("does not support TLS"),
+        "{}",
+        show(&err)
+    );
+    // prefer falls back to plain.
+    let settings = Settings {
+        upstream: UpstreamAddr::Tcp(cluster().addr()),
+        ..Settings::default()
+    };
+    let proxy =
+        TestProxy::start_with_settings(settings, Arc::new(pgbelay::session::PassThrough)).await;
+    assert!(!upstream_ssl(&proxy).await.expect("plain"));
+}

@@ -24,6 +24,8 @@ pub struct Proxy {
     metrics: Arc<Metrics>,
     /// Answers SSLRequest `S` when `tls_cert`/`tls_key` are set.
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// TLS to the server per `upstream_sslmode`.
+    upstream_tls: Option<crate::tls::UpstreamTls>,
     settings: Arc<Settings>,
     hooks: Arc<dyn Hooks>,
 }
@@ -47,6 +49,8 @@ impl Proxy {
     pub async fn bind(settings: Settings, hooks: Arc<dyn Hooks>) -> std::io::Result<Proxy> {
         let tls = crate::tls::acceptor(&settings)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let upstream_tls = crate::tls::UpstreamTls::new(&settings)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let listener = TcpListener::bind(settings.listen).await?;
         let metrics_listener = match settings.metrics_listen {
             Some(addr) => Some(TcpListener::bind(addr).await?),
@@ -57,6 +61,7 @@ impl Proxy {
             metrics_listener,
             metrics: Arc::new(Metrics::default()),
             tls,
+            upstream_tls,
             settings: Arc::new(settings),
             hooks,
         })
@@ -100,6 +105,7 @@ impl Proxy {
             cancels: CancelMap::default(),
             metrics: self.metrics.clone(),
             tls: self.tls,
+            upstream_tls: self.upstream_tls,
         });
         if let Some(listener) = self.metrics_listener {
             info!(metrics = %listener.local_addr()?, "serving /metrics");

@@ -54,6 +54,8 @@ pub struct Shared {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Answers SSLRequest with `S` and runs the handshake, when TLS is configured.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// TLS to the server (`upstream_sslmode`), `None` for plain.
+    pub upstream_tls: Option<crate::tls::UpstreamTls>,
 }
 
 /// Shutdown signals a session listens to.
@@ -165,19 +167,21 @@ async fn run_inner(
     span.record("application_name", info.application_name.as_str());
     span.record("tls", matches!(client, ClientStream::Tls(_)));
 
-    let mut upstream = match upstream::connect(&shared.settings.upstream).await {
-        Ok(u) => u,
-        Err(e) => {
-            shared.metrics.upstream_connect_error();
-            warn!(error = %e, upstream = %shared.settings.upstream, "upstream connect failed");
-            let error = ErrorFields::fatal(
-                SqlState::SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
-                format!("pgbelay: cannot connect to the server: {e}"),
-            );
-            let _ = client.write_all(error.to_frame().bytes()).await;
-            return Err(SessionError::Connect(e));
-        }
-    };
+    let upstream_tls = shared.upstream_tls.as_ref();
+    let mut upstream =
+        match upstream::connect_session(&shared.settings.upstream, upstream_tls).await {
+            Ok(u) => u,
+            Err(e) => {
+                shared.metrics.upstream_connect_error();
+                warn!(error = %e, upstream = %shared.settings.upstream, "upstream connect failed");
+                let error = ErrorFields::fatal(
+                    SqlState::SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+                    format!("pgbelay: cannot connect to the server: {e}"),
+                );
+                let _ = client.write_all(error.to_frame().bytes()).await;
+                return Err(SessionError::Connect(e));
+            }
+        };
     upstream
         .write_all(&raw)
         .await

@@ -1,4 +1,5 @@
-//! The connection to PostgreSQL: TCP (with TCP_NODELAY) or a unix socket.
+//! The connection to PostgreSQL: TCP (with TCP_NODELAY, TLS per `upstream_sslmode`) or a
+//! unix socket.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -7,6 +8,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::config::UpstreamAddr;
+use crate::tls::UpstreamTls;
 
 /// A connected upstream socket.
 pub enum UpstreamStream {
@@ -14,9 +16,26 @@ pub enum UpstreamStream {
     Tcp(TcpStream),
     /// Unix-domain socket.
     Unix(UnixStream),
+    /// TLS over TCP.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
-/// Connects to the server.
+/// Connects a session's upstream: [`connect`], then TLS as `tls` says.
+pub async fn connect_session(
+    addr: &UpstreamAddr,
+    tls: Option<&UpstreamTls>,
+) -> std::io::Result<UpstreamStream> {
+    let stream = connect(addr).await?;
+    match (stream, tls) {
+        (UpstreamStream::Tcp(tcp), Some(tls)) => Ok(match tls.negotiate(tcp).await? {
+            Ok(encrypted) => UpstreamStream::Tls(Box::new(encrypted)),
+            Err(plain) => UpstreamStream::Tcp(plain),
+        }),
+        (stream, _) => Ok(stream),
+    }
+}
+
+/// Connects to the server, in plain text (also how a CancelRequest travels).
 pub async fn connect(addr: &UpstreamAddr) -> std::io::Result<UpstreamStream> {
     match addr {
         UpstreamAddr::Tcp(hostport) => {
@@ -40,6 +59,7 @@ impl AsyncRead for UpstreamStream {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Self::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -53,6 +73,7 @@ impl AsyncWrite for UpstreamStream {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Self::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -60,6 +81,7 @@ impl AsyncWrite for UpstreamStream {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_flush(cx),
             Self::Unix(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -67,6 +89,7 @@ impl AsyncWrite for UpstreamStream {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Self::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }

@@ -8,6 +8,9 @@ use super::FrameError;
 pub const MAX_STARTUP_LEN: usize = 10_000;
 
 const SSL_REQUEST: u32 = 80_877_103;
+
+/// An SSLRequest as sent on the wire (length 8, code 80877103).
+pub const SSL_REQUEST_PACKET: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 const GSSENC_REQUEST: u32 = 80_877_104;
 const CANCEL_REQUEST: u32 = 80_877_102;
 
