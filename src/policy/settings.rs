@@ -49,6 +49,13 @@ const GUARDS: &[(&str, &[&str], &str)] = &[
 
 const TRUE: &[&str] = &["on", "true", "yes", "1"];
 
+/// The settings through which pgbelay announces a write to the capture triggers
+/// (`pgbelay.statement`, `.max_rows`, `.approval`, …): set only by pgbelay's own
+/// statements. `pgbelay.approval` is the one a client sets (`SET pgbelay.approval`), and
+/// the proxy intercepts it.
+const RECORDING_PREFIX: &str = "pgbelay.";
+const RECORDING_WHY: &str = "pgbelay's recording settings are set only by pgbelay itself";
+
 /// Checks one setting change against the guard; `audit` are the protected schema names.
 pub fn check(change: &SettingChange, audit: &[String]) -> Option<GuardBreach> {
     let name = match &change.name {
@@ -86,6 +93,9 @@ pub fn check(change: &SettingChange, audit: &[String]) -> Option<GuardBreach> {
             SettingValue::Unknown => Some(GuardBreach::Guard(name.into(), reason)),
         };
     }
+    if name.starts_with(RECORDING_PREFIX) && name != crate::approval::SETTING {
+        return Some(GuardBreach::Guard(name.into(), RECORDING_WHY));
+    }
     let (_, safe, why) = GUARDS.iter().find(|(n, _, _)| *n == name)?;
     match &change.value {
         SettingValue::Literal(v)
@@ -102,6 +112,7 @@ pub fn why(name: &str) -> &'static str {
     match name {
         "ALL" => "resetting every setting resets the guard settings",
         "search_path" => "the audit schema must not be found through search_path",
+        n if n.starts_with(RECORDING_PREFIX) => RECORDING_WHY,
         _ => GUARDS.iter().find(|(n, _, _)| *n == name).map_or(
             "pgbelay cannot tell which setting a computed name changes",
             |(_, _, why)| why,
@@ -169,6 +180,9 @@ mod test {
         assert!(check(&set("search_path", "public, PGBelay"), &audit).is_some());
         assert!(check(&set("client_encoding", "SJIS"), &audit).is_some());
         assert!(check(&set("client_encoding", "UTF-8"), &audit).is_none());
+        assert!(check(&set("pgbelay.max_rows", "-1"), &audit).is_some());
+        assert!(check(&set("pgbelay.statement", "x"), &audit).is_some());
+        assert!(check(&set("pgbelay.approval", "x"), &audit).is_none());
     }
 
     #[test]
