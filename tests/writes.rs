@@ -428,3 +428,124 @@ async fn pgbench_tpcb_like_runs_with_zero_failures_and_every_write_recorded() {
     .await;
     assert_eq!(bad, 0);
 }
+
+#[tokio::test]
+async fn partitioned_tables_and_many_types_are_recorded_exactly_through_the_proxy() {
+    let proxy = guarded(1000).await;
+    let db = create_db("writes_types").await;
+    let admin = connect_super(direct(), &db).await;
+    admin
+        .batch_execute(
+            "CREATE TYPE mood AS ENUM ('calm', 'busy');
+             CREATE TABLE p (id int, region text, n numeric(12,4), doc jsonb, raw bytea,
+                             tags text[], at timestamptz, u uuid, m mood, deleted_at timestamptz,
+                             PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+             CREATE TABLE p_eu PARTITION OF p FOR VALUES IN ('eu');
+             CREATE TABLE p_us PARTITION OF p FOR VALUES IN ('us');
+             INSERT INTO p VALUES
+               (1, 'eu', 1.2345, '{\"a\": [1, 2]}', '\\x00ff', '{x,\"y z\"}', '2026-01-02 03:04:05.678901+00',
+                'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'calm', NULL),
+               (2, 'us', -0.0001, 'null', '', '{}', 'infinity', NULL, 'busy', NULL);",
+        )
+        .await
+        .expect("schema");
+    let client = connect_super(proxy.endpoint(), &db).await;
+    // One statement across both partitions, then a soft delete in one of them.
+    client
+        .batch_execute(
+            "UPDATE p SET n = n * 2, tags = array_append(tags, 'new') WHERE id IN (1, 2)",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("update: {}", show(&e)));
+    client
+        .batch_execute("DELETE FROM p WHERE region = 'us'")
+        .await
+        .unwrap_or_else(|e| panic!("delete: {}", show(&e)));
+    let changes = admin
+        .query(
+            "SELECT id, kind, table_name, rows, shadow_table FROM pgbelay.changes ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("changes");
+    let summary: Vec<(String, String, i64)> = changes
+        .iter()
+        .map(|r| (r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("update".to_string(), "p".to_string(), 2),
+            ("delete".to_string(), "p".to_string(), 1)
+        ]
+    );
+    // The before-images hold exactly the values the rows had, type for type.
+    let shadow: String = changes[0].get(4);
+    let first: i64 = changes[0].get(0);
+    let same = count(
+        &admin,
+        &format!(
+            "SELECT count(*) FROM {shadow} s JOIN (VALUES
+               (1, 'eu', 1.2345::numeric(12,4), '{{\"a\": [1, 2]}}'::jsonb, '\\x00ff'::bytea, '{{x,\"y z\"}}'::text[],
+                '2026-01-02 03:04:05.678901+00'::timestamptz, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid, 'calm'::mood),
+               (2, 'us', -0.0001, 'null', '', '{{}}', 'infinity', NULL, 'busy')) v(id, region, n, doc, raw, tags, at, u, m)
+             ON (s.id, s.region) = (v.id, v.region)
+             WHERE s.pgbelay_change_id = {first} AND s.pgbelay_image = 'before'
+               AND s.n = v.n AND s.doc = v.doc AND s.raw = v.raw AND s.tags = v.tags AND s.at = v.at
+               AND s.u IS NOT DISTINCT FROM v.u AND s.m = v.m"
+        ),
+    )
+    .await;
+    assert_eq!(same, 2);
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM p_us WHERE deleted_at IS NOT NULL"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_prepared_soft_delete_describes_and_returns_like_a_delete() {
+    let proxy = guarded(1000).await;
+    let (db, admin) = shop().await;
+    let client = connect_super(proxy.endpoint(), &db).await;
+    // tokio-postgres prepares (Parse + Describe) before it executes: the description is
+    // the rewritten UPDATE's, which must be the DELETE's.
+    let statement = client
+        .prepare("DELETE FROM orders WHERE id = $1 RETURNING id, customer")
+        .await
+        .unwrap_or_else(|e| panic!("prepare: {}", show(&e)));
+    let names: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["id", "customer"]);
+    assert_eq!(statement.params(), [tokio_postgres::types::Type::INT4]);
+    let rows = client.query(&statement, &[&3i32]).await.expect("execute");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, i32>(0), 3);
+    // Executed twice: the second finds the row already soft-deleted, as a DELETE would.
+    assert!(
+        client
+            .query(&statement, &[&3i32])
+            .await
+            .expect("again")
+            .is_empty()
+    );
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM orders WHERE deleted_at IS NOT NULL"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM pgbelay.changes WHERE kind = 'delete'"
+        )
+        .await,
+        1
+    );
+}
