@@ -35,6 +35,7 @@ pub mod audit;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+mod io_enum;
 pub mod metrics;
 pub mod policy;
 pub mod rewrite;

@@ -190,32 +190,19 @@ async fn run_inner(
     let hooks = shared.hooks.session(&info);
     let relay = Relay::new(info, hooks, shared.metrics.clone());
     let (up_r, up_w) = tokio::io::split(upstream);
-    let ubuf = BytesMut::with_capacity(16 * 1024);
     // Plain TCP splits without a lock; a TLS stream is one state machine and needs one.
     match &mut client {
         ClientStream::Plain(tcp) => {
             let (client_r, client_w) = tcp.split();
-            let mut io = Io {
-                client_r,
-                client_w,
-                up_r,
-                up_w,
-                cbuf,
-                ubuf,
-            };
-            io.relay_loop(relay, shared, stop).await
+            Io::new(client_r, client_w, up_r, up_w, cbuf)
+                .relay_loop(relay, shared, stop)
+                .await
         }
         ClientStream::Tls(tls) => {
             let (client_r, client_w) = tokio::io::split(tls.as_mut());
-            let mut io = Io {
-                client_r,
-                client_w,
-                up_r,
-                up_w,
-                cbuf,
-                ubuf,
-            };
-            io.relay_loop(relay, shared, stop).await
+            Io::new(client_r, client_w, up_r, up_w, cbuf)
+                .relay_loop(relay, shared, stop)
+                .await
         }
     }
 }
@@ -299,6 +286,20 @@ struct Io<CR, CW, UR, UW> {
     up_w: UW,
     cbuf: BytesMut,
     ubuf: BytesMut,
+}
+
+impl<CR, CW, UR, UW> Io<CR, CW, UR, UW> {
+    /// Both sides' halves; `cbuf` holds what the client sent after its startup packet.
+    fn new(client_r: CR, client_w: CW, up_r: UR, up_w: UW, cbuf: BytesMut) -> Self {
+        Io {
+            client_r,
+            client_w,
+            up_r,
+            up_w,
+            cbuf,
+            ubuf: BytesMut::with_capacity(16 * 1024),
+        }
+    }
 }
 
 /// Runs `f`, recording how long it took as proxy-added latency.
