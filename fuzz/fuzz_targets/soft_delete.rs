@@ -81,7 +81,12 @@ fn check(sql: &str, dialect: Dialect) {
         (None, Some(_)) => true,
         (_, None) => false,
     };
-    assert!(condition_kept, "WHERE changed meaning: {sql:?} -> {out:?}");
+    assert!(
+        condition_kept,
+        "WHERE changed meaning: {sql:?} -> {out:?}\n{}\n{}",
+        without_locations(&json(&delete.where_clause)),
+        without_locations(&json(&kept))
+    );
     assert!(
         same(&delete.using_clause, &update.from_clause),
         "USING changed: {sql:?} -> {out:?}"
