@@ -218,7 +218,7 @@ fn statement(text: &str, tree: &Node) -> Statement {
 fn kind(n: &N, s: &mut Statement) -> Kind {
     use Kind as K;
     match n {
-        N::SelectStmt(sel) if sel.into_clause.is_some() => K::SelectInto,
+        N::SelectStmt(sel) if leftmost(sel).into_clause.is_some() => K::SelectInto,
         N::SelectStmt(_) | N::VariableShowStmt(_) => K::Read,
         N::InsertStmt(_) => K::Write(WriteKind::Insert),
         N::UpdateStmt(_) => K::Write(WriteKind::Update),
@@ -260,9 +260,20 @@ fn kind(n: &N, s: &mut Statement) -> Kind {
         | N::VacuumStmt(_)
         | N::CheckPointStmt(_)
         | N::ConstraintsSetStmt(_) => K::Read,
-        N::ReindexStmt(_) | N::ClusterStmt(_) | N::RefreshMatViewStmt(_) => K::Read,
+        N::ReindexStmt(_) | N::ClusterStmt(_) => K::Read,
         _ => ddl_kind(n),
     }
+}
+
+/// The SELECT whose INTO counts: PostgreSQL takes it from the leftmost branch of a set
+/// operation (`transformOptionalSelectInto`), so `SELECT 1 INTO t UNION SELECT 2` is a
+/// SELECT INTO although the top node has no INTO.
+fn leftmost(sel: &pb::SelectStmt) -> &pb::SelectStmt {
+    let mut sel = sel;
+    while let Some(larg) = sel.larg.as_deref() {
+        sel = larg;
+    }
+    sel
 }
 
 /// DDL and the other statements that change definitions rather than rows. Anything not
@@ -270,7 +281,9 @@ fn kind(n: &N, s: &mut Statement) -> Kind {
 fn ddl_kind(n: &N) -> Kind {
     use Kind as K;
     match n {
-        N::CreateTableAsStmt(_) => K::AdditiveDdl,
+        // REFRESH replaces a materialized view's rows (PostgreSQL refuses it in a read-only
+        // transaction), recomputed from its query like CREATE MATERIALIZED VIEW.
+        N::CreateTableAsStmt(_) | N::RefreshMatViewStmt(_) => K::AdditiveDdl,
         N::CreateStmt(_)
         | N::IndexStmt(_)
         | N::CreateSchemaStmt(_)

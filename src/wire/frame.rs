@@ -9,6 +9,11 @@ use bytes::{Bytes, BytesMut};
 /// length above it is garbage or an attack, and closes the connection.
 pub const MAX_FRAME_LEN: usize = 0x3fff_ffff;
 
+/// The most `split` reserves ahead for an incomplete frame. The length field is the
+/// peer's claim, not data: reserving all of it would let 5 bytes allocate 1 GiB per
+/// connection. Bigger frames grow the buffer as their bytes arrive.
+const RESERVE_AHEAD: usize = 64 * 1024;
+
 /// One protocol message exactly as received: tag byte, length, body.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Frame {
@@ -58,7 +63,7 @@ impl Frame {
             return Err(FrameError::TooLong(len));
         }
         if buf.len() < len + 1 {
-            buf.reserve(len + 1 - buf.len());
+            buf.reserve((len + 1 - buf.len()).min(RESERVE_AHEAD));
             return Ok(None);
         }
         Ok(Some(Frame {
@@ -240,6 +245,14 @@ mod test {
         ));
         let mut buf = BytesMut::from(&b"Q\xff\xff\xff\xff"[..]);
         assert_eq!(Frame::split(&mut buf), Err(FrameError::BadLength(-1)));
+    }
+
+    #[test]
+    fn a_length_field_alone_does_not_size_the_buffer() {
+        // Found by the frontend_frames fuzz target: 5 bytes reserved 1 GiB.
+        let mut buf = BytesMut::from(&b"Q\x3f\xff\xff\xff"[..]);
+        assert_eq!(Frame::split(&mut buf), Ok(None));
+        assert!(buf.capacity() <= 2 * RESERVE_AHEAD, "{}", buf.capacity());
     }
 
     #[test]

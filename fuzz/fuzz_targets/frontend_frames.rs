@@ -1,0 +1,97 @@
+//! A client's byte stream after startup, in reads of varying size, through what the
+//! session does with it: `Frame::split` (length limits, incomplete frames), the typed
+//! views of the frames the proxy inspects, and `Relay::client_frame` with pgbelay's own
+//! policy hooks, against a server that answers every request with ReadyForQuery.
+//!
+//! Checked: no panic; a malformed stream is an error value; the read buffer never grows
+//! past what arrived (a length field alone must not size it); every frame is the exact
+//! bytes received; decoded text is the exact bytes of the frame.
+
+#![no_main]
+
+use bytes::BytesMut;
+use libfuzzer_sys::fuzz_target;
+use pgbelay::session::Flow;
+use pgbelay::wire::{Frame, FrontendTag, decode};
+use pgbelay_fuzz::{answer, capacity_bound, ready_relay};
+
+fuzz_target!(|data: &[u8]| {
+    // The first byte sets the read size, so frames arrive split at every point.
+    let Some((&read, stream)) = data.split_first() else {
+        return;
+    };
+    let read = usize::from(read % 64) + 1;
+    let mut relay = ready_relay();
+    let mut buf = BytesMut::new();
+    let mut fed = 0;
+    let mut consumed = 0;
+    for piece in stream.chunks(read) {
+        buf.extend_from_slice(piece);
+        fed += piece.len();
+        loop {
+            let frame = match Frame::split(&mut buf) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(_) => return,
+            };
+            let len = frame.bytes().len();
+            assert_eq!(&frame.bytes()[..], &stream[consumed..consumed + len]);
+            consumed += len;
+            views(&frame);
+            match relay.client_frame(frame) {
+                Ok(Flow::Continue) => answer(&mut relay),
+                Ok(Flow::Close) | Err(_) => return,
+            }
+        }
+        assert!(
+            buf.capacity() <= capacity_bound(fed),
+            "read buffer of {} bytes after {fed} bytes arrived",
+            buf.capacity()
+        );
+    }
+});
+
+/// The typed views the relay builds, checked against the frame's own bytes.
+fn views(frame: &Frame) {
+    let Ok(tag) = frame.frontend_tag() else {
+        return;
+    };
+    let body = frame.body();
+    match tag {
+        FrontendTag::Query => {
+            if let Ok(decode::Query { sql: Ok(sql) }) = decode::Query::decode(frame) {
+                assert_eq!(sql.as_bytes(), &body[..body.len() - 1]);
+            }
+        }
+        FrontendTag::Parse => {
+            if let Ok(p) = decode::Parse::decode(frame) {
+                let name_end = p.name.len();
+                assert_eq!(p.name.as_bytes(), &body[..name_end]);
+                if let Ok(sql) = &p.sql {
+                    assert_eq!(
+                        sql.as_bytes(),
+                        &body[name_end + 1..name_end + 1 + sql.len()]
+                    );
+                    assert_eq!(body[name_end + 1 + sql.len()], 0);
+                }
+            }
+        }
+        FrontendTag::Bind => {
+            if let Ok(statement) = decode::bind_statement(frame) {
+                assert!(statement.len() < body.len());
+            }
+        }
+        // Relayed as received, never decoded: the tag is all the proxy reads.
+        FrontendTag::Describe
+        | FrontendTag::Execute
+        | FrontendTag::Close
+        | FrontendTag::Flush
+        | FrontendTag::Sync
+        | FrontendTag::FunctionCall
+        | FrontendTag::CopyData
+        | FrontendTag::CopyDone
+        | FrontendTag::CopyFail
+        | FrontendTag::Password
+        | FrontendTag::Terminate => {}
+    }
+}
