@@ -29,6 +29,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_util::sync::CancellationToken;
 
 /// One scenario at a time (see the module documentation).
 static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -1025,8 +1026,19 @@ async fn transaction_session(conn: LoadConn, base: i64) -> Ended {
     }
 }
 
+/// How the connection of a session that waits for the proxy to end it ended: it must
+/// stay open until SIGTERM, and end within `shutdown_timeout` (plus a guard) after it.
+async fn ended_after_sigterm(
+    conn: LoadConn,
+    signalled: CancellationToken,
+) -> Result<Option<Failure>, ()> {
+    signalled.cancelled().await;
+    conn.ending(Duration::from_secs(SHUTDOWN_TIMEOUT_SECS) + HANG_GUARD)
+        .await
+}
+
 /// BEGIN and an INSERT, then nothing: closed when `shutdown_timeout` runs out.
-async fn stuck_session(conn: LoadConn, id: i64) -> Ended {
+async fn stuck_session(conn: LoadConn, id: i64, signalled: CancellationToken) -> Ended {
     let c = &conn.client;
     let insert = format!("INSERT INTO drained (id, note) VALUES ({id}, 'stuck')");
     let begun = async {
@@ -1038,9 +1050,7 @@ async fn stuck_session(conn: LoadConn, id: i64) -> Ended {
     Ended {
         role: "stuck",
         failure,
-        connection: conn
-            .ending(Duration::from_secs(SHUTDOWN_TIMEOUT_SECS) + HANG_GUARD)
-            .await,
+        connection: ended_after_sigterm(conn, signalled).await,
         in_transaction: true,
         committed: Vec::new(),
         uncommitted: vec![id],
@@ -1048,16 +1058,14 @@ async fn stuck_session(conn: LoadConn, id: i64) -> Ended {
 }
 
 /// Connected and idle until the proxy ends the session.
-async fn idle_session(conn: LoadConn) -> Ended {
+async fn idle_session(conn: LoadConn, signalled: CancellationToken) -> Ended {
     let failure = guarded("SELECT 1", conn.client.simple_query("SELECT 1"))
         .await
         .err();
     Ended {
         role: "idle",
         failure,
-        connection: conn
-            .ending(Duration::from_secs(SHUTDOWN_TIMEOUT_SECS) + HANG_GUARD)
-            .await,
+        connection: ended_after_sigterm(conn, signalled).await,
         in_transaction: false,
         committed: Vec::new(),
         uncommitted: Vec::new(),
@@ -1087,6 +1095,7 @@ async fn sigterm_under_load_tells_every_session_and_exits_in_time() {
                 .unwrap_or_else(|f| panic!("connect to pgbelay serve: {f:?}"))
         }
     };
+    let signalled = CancellationToken::new();
     let mut sessions = Vec::new();
     for i in 0..10i64 {
         sessions.push(tokio::spawn(busy_session(
@@ -1097,10 +1106,14 @@ async fn sigterm_under_load_tells_every_session_and_exits_in_time() {
             open().await,
             (i + 11) * 1_000_000,
         )));
-        sessions.push(tokio::spawn(idle_session(open().await)));
+        sessions.push(tokio::spawn(idle_session(open().await, signalled.clone())));
     }
     for i in 0..3i64 {
-        sessions.push(tokio::spawn(stuck_session(open().await, 99_000_000 + i)));
+        sessions.push(tokio::spawn(stuck_session(
+            open().await,
+            99_000_000 + i,
+            signalled.clone(),
+        )));
     }
     tokio::time::sleep(run_for).await;
 
@@ -1110,7 +1123,8 @@ async fn sigterm_under_load_tells_every_session_and_exits_in_time() {
         .status()
         .expect("kill");
     assert!(status.success());
-    let signalled = Instant::now();
+    signalled.cancel();
+    let signalled_at = Instant::now();
     // The listener closes at once, while the stuck sessions still keep the process up.
     let refused = eventually(|| async {
         tokio::net::TcpStream::connect(ep.addr())
@@ -1125,7 +1139,7 @@ async fn sigterm_under_load_tells_every_session_and_exits_in_time() {
         child.wait(),
     )
     .await;
-    let exited_after = signalled.elapsed();
+    let exited_after = signalled_at.elapsed();
     let mut ended = Vec::new();
     for session in sessions {
         ended.push(session.await.expect("session task"));
