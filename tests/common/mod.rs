@@ -24,8 +24,13 @@
 //!   given bytes as a binary parameter of any type, so results compare byte for byte.
 //! * Nothing waits for a fixed time as an assertion: [`eventually`] polls with a deadline
 //!   only to guard against hangs.
+//! * [`load`]: helpers of the load and fault runs (`tests/load.rs`): a duration from
+//!   `PGBELAY_LOAD_SECONDS`, sessions that report how their connection ended, errors
+//!   tallied by class, and checks of the audit trail of one table.
 
 #![allow(dead_code)]
+
+pub mod load;
 
 use std::collections::HashMap;
 use std::error::Error as _;
