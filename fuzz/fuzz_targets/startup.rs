@@ -50,7 +50,13 @@ fuzz_target!(|data: &[u8]| {
         let Some(r) = relay.as_mut() else {
             // Before the StartupMessage nothing is connected upstream: server bytes wait.
             match startup(&mut cbuf, &cancels) {
-                Ok(Some(info)) => relay = Some(Relay::new(info.clone(), guard.session(&info))),
+                Ok(Some(info)) => {
+                    relay = Some(Relay::new(
+                        info.clone(),
+                        guard.session(&info),
+                        std::sync::Arc::default(),
+                    ))
+                }
                 Ok(None) => continue,
                 Err(()) => return,
             }

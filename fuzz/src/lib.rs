@@ -60,7 +60,7 @@ pub fn ready_relay() -> Relay {
         ..SessionInfo::default()
     };
     let hooks = guard.session(&info);
-    let mut relay = Relay::new(info, hooks);
+    let mut relay = Relay::new(info, hooks, std::sync::Arc::default());
     answer(&mut relay);
     relay
 }
