@@ -137,6 +137,17 @@ impl Guard {
 
     /// Judges `sql` with a session's state.
     pub fn judge(&self, sql: &str, info: &SessionInfo, prepared: &Prepared) -> Judgement {
+        self.judge_with_analysis(sql, info, prepared).0
+    }
+
+    /// [`Guard::judge`], also handing back the analysis it judged (the session reads the
+    /// statement's setting changes from it without a second cache lookup).
+    fn judge_with_analysis(
+        &self,
+        sql: &str,
+        info: &SessionInfo,
+        prepared: &Prepared,
+    ) -> (Judgement, Analysis) {
         let ctx = Context {
             audit_schema: &self.audit_schema,
             client_encoding: &info.client_encoding,
@@ -145,7 +156,8 @@ impl Guard {
             },
             prepared,
         };
-        judge_analyzed(sql, &self.analysis(sql, ctx.dialect), &ctx)
+        let analysis = self.analysis(sql, ctx.dialect);
+        (judge_analyzed(sql, &analysis, &ctx), analysis)
     }
 }
 
@@ -229,11 +241,11 @@ impl GuardSession {
         if at.batch_start {
             self.batch_wrapped = None;
         }
-        let judgement = self.guard.judge(sql, info, &self.prepared);
+        let (judgement, analysis) = self.guard.judge_with_analysis(sql, info, &self.prepared);
         let dialect = Dialect {
             standard_conforming_strings: info.standard_conforming_strings,
         };
-        if let Some(decision) = self.approval_setting(sql, dialect, parse_name) {
+        if let Some(decision) = self.approval_setting(&analysis, sql, parse_name) {
             return decision;
         }
         // A token is looked for only where one could matter; the SET form is consumed by
@@ -429,11 +441,10 @@ impl GuardSession {
     /// drops a held token. `None` for any other statement.
     fn approval_setting(
         &mut self,
+        analysis: &Analysis,
         sql: &str,
-        dialect: Dialect,
         parse_name: Option<&str>,
     ) -> Option<Decision> {
-        let analysis = self.guard.analysis(sql, dialect);
         let Ok([one]) = analysis.as_ref().as_ref().map(Vec::as_slice) else {
             return None;
         };
