@@ -397,9 +397,9 @@ async fn over_max_rows_fails_in_the_server_and_leaves_nothing() {
         count(&client, "SELECT count(*) FROM pgbelay.changes").await,
         0
     );
-    // The shadow created for it went with the transaction as well.
+    // No image stayed either (the shadow itself was made when the table was created).
     assert_eq!(
-        count(&client, "SELECT count(*) FROM pgbelay.shadow_tables").await,
+        count(&client, "SELECT count(*) FROM pgbelay.\"public.t\"").await,
         0
     );
 
@@ -1492,4 +1492,68 @@ async fn writes_by_user_triggers_keep_their_own_kind() {
         .await,
         1
     );
+}
+
+/// Installed by a superuser, the schema's event trigger prepares tables as DDL creates or
+/// alters them (their first write then takes no table lock of its own), for any role, and
+/// never fails the DDL. Installed by another role, there is no event trigger.
+#[tokio::test]
+async fn ddl_prepares_tables_when_installed_by_a_superuser() {
+    let (db, client) = fresh_db().await;
+    let prepared = |table: &'static str| {
+        format!(
+            "SELECT (SELECT count(*) FROM pgbelay.shadow_tables WHERE relid = to_regclass('{table}')) \
+                  + (SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass('{table}') \
+                     AND tgname LIKE 'pgbelay_capture_%' AND tgenabled = 'A')"
+        )
+    };
+    client
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .await
+        .expect("create");
+    assert_eq!(
+        count(&client, &prepared("t")).await,
+        5,
+        "shadow and 4 triggers"
+    );
+    client
+        .batch_execute("ALTER TABLE t ADD COLUMN label text")
+        .await
+        .expect("alter");
+    let shadow_has_label = "SELECT count(*) FROM pg_attribute \
+         WHERE attrelid = 'pgbelay.\"public.t\"'::regclass AND attname = 'label'";
+    assert_eq!(count(&client, shadow_has_label).await, 1, "new column");
+    client
+        .batch_execute("CREATE TABLE copied AS SELECT 1 AS id")
+        .await
+        .expect("create as");
+    assert_eq!(count(&client, &prepared("copied")).await, 5);
+
+    // An ordinary role's table, created through its own rights.
+    let user = connect_as(&db, TRUST_USER, None).await;
+    user.batch_execute("CREATE TABLE mine (id int PRIMARY KEY, v text)")
+        .await
+        .expect("create as user");
+    assert_eq!(count(&client, &prepared("mine")).await, 5);
+    // Not prepared, and the DDL still succeeds: temporary and unrecordable tables.
+    user.batch_execute("CREATE TEMP TABLE scratch (id int)")
+        .await
+        .expect("temp");
+    assert_eq!(count(&user, &prepared("scratch")).await, 0);
+    user.batch_execute("CREATE TABLE odd (pgbelay_image text)")
+        .await
+        .expect("a table pgbelay cannot record is still created");
+    assert_eq!(count(&client, &prepared("odd")).await, 0);
+
+    // Another role installing a second audit schema gets no event trigger.
+    client
+        .batch_execute(&format!("GRANT CREATE ON DATABASE {db} TO {TRUST_USER}"))
+        .await
+        .expect("grant");
+    audit::install(&user, "plain_audit")
+        .await
+        .expect("install as an ordinary role");
+    let triggers = "SELECT string_agg(evtname, ',' ORDER BY evtname) FROM pg_event_trigger";
+    let names: String = client.query_one(triggers, &[]).await.expect("evt").get(0);
+    assert_eq!(names, "pgbelay_prepare_tables");
 }

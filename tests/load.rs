@@ -874,3 +874,98 @@ async fn killed_clients_leave_no_transaction_and_nothing_recorded() {
         .get(0);
     assert_eq!(killed_images, 0, "images of killed sessions' writes");
 }
+
+// --- Found under load: preparing a table for recording inside the writer's transaction --
+
+/// A table nobody prepared for recording yet (no `pgbelay init` in this database) is
+/// prepared (shadow table, capture triggers: `CREATE TRIGGER` takes SHARE ROW EXCLUSIVE on
+/// the table) by its first recorded write. A driver that prepares its statements
+/// (tokio-postgres, pgjdbc, `pgbench -M prepared`) sends the write's Parse inside its
+/// transaction, before the Bind the proxy wraps, and the Parse takes ROW EXCLUSIVE: two
+/// such transactions used to deadlock (40P01), each holding the table and waiting for the
+/// other's preparation. The proxy now prepares the table ahead of the Parse, so they queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_writes_to_a_new_table_do_not_deadlock() {
+    const WRITERS: usize = 8;
+    let _turn = HEAVY.lock().await;
+    let db = create_db("load_first").await;
+    let admin = connect_super(direct(), &db).await;
+    admin
+        .batch_execute("CREATE TABLE fresh (id int PRIMARY KEY, deleted_at timestamptz)")
+        .await
+        .expect("schema");
+    let proxy = TestProxy::start().await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(WRITERS));
+    let mut writers = Vec::new();
+    for id in 0..WRITERS as i32 {
+        let client = connect_super(proxy.endpoint(), &db).await;
+        let barrier = barrier.clone();
+        writers.push(tokio::spawn(async move {
+            guarded("BEGIN", client.batch_execute("BEGIN")).await?;
+            // Everyone is in a transaction before anyone parses the write.
+            barrier.wait().await;
+            let sql = "INSERT INTO fresh (id) VALUES ($1)";
+            let insert = guarded(sql, client.prepare(sql)).await?;
+            guarded(sql, client.execute(&insert, &[&id])).await?;
+            guarded("COMMIT", client.batch_execute("COMMIT")).await
+        }));
+    }
+    let mut failures = Vec::new();
+    for writer in writers {
+        if let Err(failure) = writer.await.expect("writer task") {
+            failures.push(failure);
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    let (changes, audit) = audit_problems(&admin, "fresh").await;
+    assert!(audit.is_empty(), "{audit:#?}");
+    assert_eq!(changes, WRITERS as i64);
+}
+
+/// A table created after `pgbelay init` (run as a superuser) is prepared by the audit
+/// schema's event trigger as it is created, so a first write inside a transaction left
+/// open (a DBA thinking before COMMIT) takes no table lock beyond the write's own: the
+/// application's writes, direct or through the proxy, carry on meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_write_in_an_open_transaction_does_not_block_other_writers() {
+    let _turn = HEAVY.lock().await;
+    let db = create_db("load_block").await;
+    let admin = connect_super(direct(), &db).await;
+    pgbelay::audit::install(&admin, "pgbelay")
+        .await
+        .expect("pgbelay init");
+    admin
+        .batch_execute("CREATE TABLE fresh (id int PRIMARY KEY, deleted_at timestamptz)")
+        .await
+        .expect("schema");
+    let proxy = TestProxy::start().await;
+    let dba = connect_super(proxy.endpoint(), &db).await;
+    dba.batch_execute("BEGIN").await.expect("BEGIN");
+    dba.batch_execute("INSERT INTO fresh (id) VALUES (1)")
+        .await
+        .expect("first write");
+    // Meanwhile the application writes directly, and another session through the proxy.
+    let app = tokio::time::timeout(
+        HANG_GUARD,
+        admin.batch_execute("INSERT INTO fresh (id) VALUES (2)"),
+    )
+    .await;
+    let other = connect_super(proxy.endpoint(), &db).await;
+    let through_proxy = tokio::time::timeout(
+        HANG_GUARD,
+        other.batch_execute("INSERT INTO fresh (id) VALUES (3)"),
+    )
+    .await;
+    dba.batch_execute("COMMIT").await.expect("COMMIT");
+    assert!(
+        matches!(app, Ok(Ok(()))),
+        "a direct write waited for the open transaction: {app:?}"
+    );
+    assert!(
+        matches!(through_proxy, Ok(Ok(()))),
+        "a write through the proxy waited for the open transaction: {through_proxy:?}"
+    );
+    let (changes, audit) = audit_problems(&admin, "fresh").await;
+    assert!(audit.is_empty(), "{audit:#?}");
+    assert_eq!(changes, 2, "the two writes through the proxy");
+}

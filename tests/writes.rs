@@ -303,6 +303,80 @@ async fn reads_cannot_write_in_autocommit_or_in_a_transaction() {
     );
 }
 
+/// A read that locks rows cannot run read-only (PostgreSQL refuses row locks there), so in
+/// a transaction its hidden writes are found afterwards: the transaction is aborted and
+/// nothing of them commits. Plain locking reads keep their locks.
+#[tokio::test]
+async fn locking_reads_in_a_transaction_cannot_hide_writes() {
+    let proxy = guarded(1000).await;
+    let (db, admin) = shop().await;
+    let client = connect_super(proxy.endpoint(), &db).await;
+    let locked_elsewhere =
+        |id: i32| format!("SELECT id FROM orders WHERE id = {id} FOR UPDATE NOWAIT");
+
+    client.batch_execute("BEGIN").await.expect("begin");
+    let rows = client
+        .query("SELECT id FROM orders WHERE id = $1 FOR UPDATE", &[&1i32])
+        .await
+        .expect("extended locking read");
+    assert_eq!(rows.len(), 1);
+    client
+        .simple_query("SELECT id FROM orders WHERE id = 2 FOR SHARE")
+        .await
+        .expect("simple locking read");
+    for id in [1, 2] {
+        let err = admin
+            .batch_execute(&locked_elsewhere(id))
+            .await
+            .expect_err("row locked by the transaction");
+        assert_eq!(sqlstate(&err).as_deref(), Some("55P03"), "{}", show(&err));
+    }
+    client.batch_execute("COMMIT").await.expect("commit");
+
+    // Simple protocol: the error arrives with the statement.
+    client.batch_execute("BEGIN").await.expect("begin");
+    let err = client
+        .simple_query("SELECT id, sneaky() FROM orders WHERE id = 3 FOR UPDATE")
+        .await
+        .expect_err("hidden write");
+    assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+    let db_err = err.as_db_error().expect("db error");
+    assert!(
+        db_err.message().contains("wrote to the database"),
+        "{}",
+        db_err.message()
+    );
+    assert_eq!(db_err.detail(), Some("statement class: hidden write"));
+    let err = client.batch_execute("SELECT 1").await.expect_err("aborted");
+    assert_eq!(sqlstate(&err).as_deref(), Some("25P02"));
+    client.batch_execute("COMMIT").await.expect("commit");
+
+    // Extended protocol: however the driver surfaces the error, nothing commits.
+    client.batch_execute("BEGIN").await.expect("begin");
+    let read = client
+        .query(
+            "SELECT id, sneaky() FROM orders WHERE id = $1 FOR UPDATE",
+            &[&4i32],
+        )
+        .await;
+    let commit = client.batch_execute("COMMIT").await;
+    eprintln!("extended locking read with a hidden write: read {read:?}, commit {commit:?}");
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM side_effects").await,
+        0,
+        "read {read:?}, commit {commit:?}"
+    );
+    // The session carries on.
+    client
+        .batch_execute("UPDATE orders SET total = 7 WHERE id = 5")
+        .await
+        .expect("a write after");
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM orders WHERE total = 7").await,
+        1
+    );
+}
+
 /// A database made from template0: no audit schema.
 async fn bare_db() -> (String, Client) {
     let db = unique("noaudit");

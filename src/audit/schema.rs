@@ -10,15 +10,18 @@ pub const DEFAULT_AUDIT_SCHEMA: &str = "pgbelay";
 /// Version of the schema [`install_sql`] installs; stored in `<audit>.meta` and in the
 /// schema's comment (which [`installed_check_sql`] reads).
 /// Version 2 added the recycle bin (`trash`, `recycle_table`, `restore_table`) and the
-/// undo bookkeeping (`undos`, `begin_undo`, `undone_by`).
-pub const SCHEMA_VERSION: i32 = 2;
+/// undo bookkeeping (`undos`, `begin_undo`, `undone_by`). Version 3 added the event
+/// trigger that prepares tables when they are created or altered (`prepare_on_ddl`).
+pub const SCHEMA_VERSION: i32 = 3;
 
-/// The install script, in order: tables and guards, shadow/trigger management, capture,
+/// The install script, in order: tables and guards, shadow/trigger management (and the
+/// event trigger that runs it at DDL time), capture,
 /// the proxy's entry points, privileges and version; then the recycle bin and the undo
 /// bookkeeping, which set the privileges of their own functions.
-const SQL_PARTS: [&str; 7] = [
+const SQL_PARTS: [&str; 8] = [
     include_str!("sql/schema.sql"),
     include_str!("sql/prepare.sql"),
+    include_str!("sql/ddl.sql"),
     include_str!("sql/capture.sql"),
     include_str!("sql/statement.sql"),
     include_str!("sql/finish.sql"),
@@ -237,6 +240,19 @@ pub fn begin_statement_sql(audit_schema: &str, meta: &StatementMeta) -> Result<S
     }
     sql.push(')');
     Ok(sql)
+}
+
+/// `SELECT <audit>.prepare_table('<table>'::regclass)`: makes sure `table` (in SQL syntax,
+/// resolved with the session's search_path) has its shadow table and capture triggers.
+pub fn prepare_table_sql(audit_schema: &str, table: &str) -> Result<String, AuditError> {
+    check_schema_name(audit_schema)?;
+    let table = quote_literal(table).map_err(|_| AuditError::Nul {
+        what: "the table name",
+    })?;
+    Ok(format!(
+        "SELECT {}.prepare_table({table}::pg_catalog.regclass)",
+        quote_ident(audit_schema)
+    ))
 }
 
 /// `SELECT <audit>.end_statement()`: ends the announced statement (later writes of the

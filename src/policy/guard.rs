@@ -182,6 +182,8 @@ enum Extended {
     Write(RecordedWrite),
     /// Only reads.
     Read,
+    /// Only reads, locking rows (`FOR UPDATE` / `SHARE`): they cannot run read-only.
+    LockingRead,
     /// `BEGIN` / `START TRANSACTION` asking for a read-write transaction.
     Begin,
     /// Anything else (DDL, session or transaction control).
@@ -362,11 +364,15 @@ impl GuardSession {
         let begins = statements.len() == 1
             && statements[0].class == StatementClass::TransactionControl
             && transaction_start(sql, dialect) == Some(TransactionStart::ReadWrite);
-        // A read that locks rows cannot run read-only; it is left as it is.
-        let guarded_read = all_reads && !has_locking_clause(sql);
+        // A read that locks rows cannot run read-only: in a transaction it is checked for
+        // hidden writes instead; in autocommit the server refuses its locks.
+        let locking = all_reads && has_locking_clause(sql);
+        let guarded_read = all_reads && !locking;
         if let Some(name) = parse_name {
             let what = if guarded_read {
                 Extended::Read
+            } else if locking {
+                Extended::LockingRead
             } else if begins {
                 Extended::Begin
             } else {
@@ -377,7 +383,7 @@ impl GuardSession {
                 return Decision::Forward;
             }
         }
-        if (begins || guarded_read) && at.pipelined {
+        if (begins || all_reads) && at.pipelined {
             return Decision::Wait;
         }
         if begins && at.tx_status == TxStatus::Idle {
@@ -388,6 +394,12 @@ impl GuardSession {
                 self.batch_wrapped = Some(name.to_string());
             }
             return Decision::Rewrite(self.guard.recorder.read_in_transaction());
+        }
+        if locking && at.tx_status == TxStatus::InTransaction {
+            if let Some(name) = parse_name {
+                self.batch_wrapped = Some(name.to_string());
+            }
+            return Decision::Rewrite(self.guard.recorder.locking_read_in_transaction());
         }
         match verdict {
             Verdict::Rewrite(plan) => Decision::Rewrite(plan),
@@ -413,7 +425,7 @@ impl GuardSession {
             // wrapped); wrapping its Parse would run the recording statements, and their
             // locks, for nothing (pgbench prepares synchronously inside its transactions).
             // The unnamed statement is parsed and executed in one batch.
-            if !name.is_empty() || !at.batch_start {
+            if !at.batch_start {
                 // Only the text changes here; its Bind decides (and refuses when it cannot
                 // be wrapped).
                 let plan = recorder.plan(&recorded, at, false);
@@ -422,6 +434,15 @@ impl GuardSession {
                     rename_tag: plan.rename_tag,
                     ..Plan::default()
                 });
+            }
+            if !name.is_empty() {
+                if at.pipelined {
+                    return Decision::Wait;
+                }
+                let check_schema = !self.schema_checked && at.tx_status == TxStatus::InTransaction;
+                let plan = recorder.plan_parse(&recorded, at, check_schema);
+                self.schema_checked |= check_schema;
+                return Decision::Rewrite(plan);
             }
             self.batch_wrapped = Some(name.to_string());
         }
@@ -528,20 +549,23 @@ impl SessionHooks for GuardSession {
                 self.batch_wrapped = Some(statement.to_string());
                 Decision::Rewrite(plan)
             }
-            Some(Extended::Read | Extended::Begin) if !wrapped_here && at.batch_start => {
+            Some(what @ (Extended::Read | Extended::LockingRead | Extended::Begin))
+                if !wrapped_here && at.batch_start =>
+            {
                 if at.pipelined {
                     return Decision::Wait;
                 }
-                let begins = matches!(self.extended.get(statement), Some(Extended::Begin));
-                if begins && at.tx_status == TxStatus::Idle {
-                    self.batch_wrapped = Some(statement.to_string());
-                    return Decision::Rewrite(self.guard.recorder.begin_read_write());
-                }
-                if !begins && at.tx_status == TxStatus::InTransaction {
-                    self.batch_wrapped = Some(statement.to_string());
-                    return Decision::Rewrite(self.guard.recorder.read_in_transaction());
-                }
-                Decision::Forward
+                let recorder = &self.guard.recorder;
+                let plan = match (what, at.tx_status) {
+                    (Extended::Begin, TxStatus::Idle) => recorder.begin_read_write(),
+                    (Extended::Read, TxStatus::InTransaction) => recorder.read_in_transaction(),
+                    (Extended::LockingRead, TxStatus::InTransaction) => {
+                        recorder.locking_read_in_transaction()
+                    }
+                    _ => return Decision::Forward,
+                };
+                self.batch_wrapped = Some(statement.to_string());
+                Decision::Rewrite(plan)
             }
             _ => Decision::Forward,
         }

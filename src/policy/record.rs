@@ -34,6 +34,17 @@ use crate::approval::Approval;
 /// Name of the savepoint that makes a read inside a client transaction read-only.
 const READ_SAVEPOINT: &str = "pgbelay_read";
 
+/// Transaction-local setting holding [`TUPLES_CHANGED`] before a locking read.
+const TUPLES_BEFORE_READ: &str = "pgbelay.tuples_before_read";
+
+/// Rows the current transaction inserted, updated or deleted so far, in every table (the
+/// catalogs included, so DDL counts too): PostgreSQL's own per-transaction statistics,
+/// which row locks do not move.
+const TUPLES_CHANGED: &str = "SELECT coalesce(pg_catalog.sum(\
+     pg_catalog.pg_stat_get_xact_tuples_inserted(c.oid) + pg_catalog.pg_stat_get_xact_tuples_updated(c.oid) \
+     + pg_catalog.pg_stat_get_xact_tuples_deleted(c.oid)), 0) \
+     FROM pg_catalog.pg_class c WHERE c.relkind IN ('r', 'p', 'm', 't')";
+
 /// What a recorded write needs, decided once per statement text (and reused at every Bind
 /// of a prepared statement).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +60,9 @@ pub struct RecordedWrite {
     copy: bool,
     /// After the statement: the change row of an approved statement no trigger records.
     markers: Vec<String>,
+    /// `SELECT <audit>.prepare_table(...)` for the target table, run ahead of a named
+    /// Parse (see [`Recorder::plan_parse`]).
+    prepare: Option<String>,
 }
 
 /// A statement as the client sent it.
@@ -128,12 +142,15 @@ impl Recorder {
         let meta = self.meta(info, Some(target), recorded_kind, client_sql, approval);
         let begin = audit::begin_statement_sql(&self.audit_schema, &meta)
             .map_err(|_| unrecordable(Unrecordable::Rewrite))?;
+        let prepare = audit::prepare_table_sql(&self.audit_schema, &target.to_string())
+            .map_err(|_| unrecordable(Unrecordable::Rewrite))?;
         Ok(RecordedWrite {
             begin: vec![begin],
             replacement,
             rename_tag,
             copy: kind == WriteKind::CopyFrom,
             markers: Vec::new(),
+            prepare: Some(prepare),
         })
     }
 
@@ -205,6 +222,7 @@ impl Recorder {
             rename_tag: None,
             copy: false,
             markers: Vec::new(),
+            prepare: None,
         };
         let mut marker = true;
         let mut first_table = None;
@@ -284,6 +302,29 @@ impl Recorder {
         }
     }
 
+    /// A named Parse of `write`, at the start of a batch: only the text changes (its Binds
+    /// are wrapped). Inside the client's transaction the target table is also prepared
+    /// for recording first: the Parse takes ROW EXCLUSIVE on the table, held to the end of
+    /// the transaction, and two first writes that both hold it while their Binds create
+    /// the capture triggers (SHARE ROW EXCLUSIVE) deadlock. Prepared first, the second
+    /// waits instead. (In autocommit the Parse's lock ends with its own batch.) A failed
+    /// preparation fails the Parse, as it would fail the write.
+    pub fn plan_parse(&self, write: &RecordedWrite, at: Position, check_schema: bool) -> Plan {
+        let plan = self.plan(write, at, false);
+        let mut parse = Plan {
+            sql: plan.sql,
+            rename_tag: plan.rename_tag,
+            ..Plan::default()
+        };
+        if let (Some(prepare), TxStatus::InTransaction) = (&write.prepare, at.tx_status) {
+            if check_schema {
+                parse.before.push(self.ensure_schema.to_string());
+            }
+            parse.before.push(prepare.clone());
+        }
+        parse
+    }
+
     /// A write prepared at Parse, now bound: the same plan without replacing the SQL (the
     /// Parse already did).
     pub fn plan_bind(&self, write: &RecordedWrite, at: Position, check_schema: bool) -> Plan {
@@ -301,6 +342,37 @@ impl Recorder {
                 "SET TRANSACTION READ ONLY".to_string(),
             ],
             after: vec![format!("RELEASE SAVEPOINT {READ_SAVEPOINT}")],
+            ..Plan::default()
+        }
+    }
+
+    /// A read that locks rows (`FOR UPDATE` / `SHARE`) inside the client's transaction:
+    /// PostgreSQL refuses row locks in a read-only transaction, so it cannot run in the
+    /// read-only savepoint. Instead the transaction's own row-change statistics are read
+    /// before and after it; when a function it called wrote (rows or DDL: nothing pgbelay
+    /// could record), the statement after it raises, which aborts the client's
+    /// transaction, so none of it can commit.
+    pub fn locking_read_in_transaction(&self) -> Plan {
+        let check = format!(
+            "DO $pgbelay_locking_read$ BEGIN \
+             IF NOT pg_catalog.current_setting('track_counts')::bool THEN \
+             RAISE EXCEPTION USING ERRCODE = '25006', \
+             MESSAGE = 'pgbelay: refused: a read that locks rows inside a transaction cannot be checked for hidden writes while track_counts is off', \
+             DETAIL = 'statement class: hidden write', \
+             HINT = 'The transaction is aborted: ROLLBACK. The check needs track_counts = on (the default).'; \
+             END IF; \
+             IF ({TUPLES_CHANGED}) <> pg_catalog.current_setting('{TUPLES_BEFORE_READ}')::numeric THEN \
+             RAISE EXCEPTION USING ERRCODE = '25006', \
+             MESSAGE = 'pgbelay: refused: a read that locks rows wrote to the database (through a function it called), which pgbelay cannot record', \
+             DETAIL = 'statement class: hidden write', \
+             HINT = 'The transaction is aborted: ROLLBACK. Run the write as its own statement, so that it is recorded.'; \
+             END IF; END $pgbelay_locking_read$"
+        );
+        Plan {
+            before: vec![format!(
+                "SELECT pg_catalog.set_config('{TUPLES_BEFORE_READ}', ({TUPLES_CHANGED})::text, true)"
+            )],
+            after: vec![check],
             ..Plan::default()
         }
     }

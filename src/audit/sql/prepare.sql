@@ -119,6 +119,9 @@ BEGIN
                                 'pgbelay_capture_delete', 'pgbelay_capture_truncate')) = 4 THEN
         RETURN format('%I.%I', v_audit, v_map.shadow_table);
     END IF;
+    -- The DDL below fires the event trigger (prepare_on_ddl), which must not prepare the
+    -- half-prepared table again.
+    PERFORM set_config('pgbelay.preparing', 'on', true);
 
     IF v_map.shadow_table IS NOT NULL
        AND to_regclass(format('%I.%I', v_audit, v_map.shadow_table)) IS NOT NULL THEN
@@ -230,6 +233,7 @@ BEGIN
        SET source_schema = EXCLUDED.source_schema, source_table = EXCLUDED.source_table,
            shadow_table = EXCLUDED.shadow_table, signature = EXCLUDED.signature,
            columns = EXCLUDED.columns;
+    PERFORM set_config('pgbelay.preparing', '', true);
     RETURN format('%I.%I', v_audit, v_shadow);
 END
 $pgbelay$;
