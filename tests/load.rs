@@ -1,6 +1,6 @@
 //! Load and faults (issue 6 item 4; SPEC §B2, §B9, §B10): 200 sessions mixing reads and
-//! recorded writes; the server restarted under load; clients killed mid-transaction.
-//! (SIGTERM under load was here and was removed for flakiness; see the README.) Each scenario checks what the clients saw and, on a direct
+//! recorded writes; the server restarted under load; clients killed mid-transaction;
+//! SIGTERM under load. Each scenario checks what the clients saw and, on a direct
 //! connection, that the audit trail holds exactly the committed changes with their images.
 //!
 //! The timed scenarios run for `PGBELAY_LOAD_SECONDS` (default 10); the full run is
@@ -29,6 +29,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_util::sync::CancellationToken;
 
 /// One scenario at a time (see the module documentation).
 static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -873,6 +874,343 @@ async fn killed_clients_leave_no_transaction_and_nothing_recorded() {
         .expect("images")
         .get(0);
     assert_eq!(killed_images, 0, "images of killed sessions' writes");
+}
+
+// --- d. SIGTERM under load ------------------------------------------------------------
+
+const SHUTDOWN_TIMEOUT_SECS: u64 = 3;
+/// Generous: the process must exit within `shutdown_timeout` plus this.
+const EXIT_MARGIN: Duration = Duration::from_secs(5);
+
+/// Starts the real binary on a free port in front of the shared cluster.
+async fn serve_binary() -> (tokio::process::Child, Endpoint) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgbelay"))
+        .arg("serve")
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--upstream", &cluster().addr()])
+        .args(["--shutdown-timeout", &SHUTDOWN_TIMEOUT_SECS.to_string()])
+        .env("PGBELAY_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn pgbelay serve");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let listening = tokio::time::timeout(HANG_GUARD, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("pgbelay listening") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(listening, Ok(true), "pgbelay serve did not start");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let ep = Endpoint {
+        port,
+        label: "serve",
+    };
+    (child, ep)
+}
+
+/// How a session of the SIGTERM scenario ended.
+#[derive(Debug)]
+struct Ended {
+    role: &'static str,
+    /// The error its last statement got (`None`: it was idle and got none).
+    failure: Option<Failure>,
+    /// How its connection ended.
+    connection: Result<Option<Failure>, ()>,
+    /// The error came inside a transaction the session had opened.
+    in_transaction: bool,
+    /// Inserts the client saw committed.
+    committed: Vec<i64>,
+    /// Inserts in a transaction that never committed.
+    uncommitted: Vec<i64>,
+}
+
+impl Ended {
+    /// The session was told: its statement got 57P01, or it had nothing in flight and
+    /// the connection itself ended with 57P01 (the next statement then only learns that
+    /// the connection is closed).
+    fn told(&self) -> bool {
+        let ended_57p01 = matches!(&self.connection, Ok(Some(f)) if f.class == "57P01");
+        match &self.failure {
+            Some(f) if f.class == "57P01" => true,
+            Some(f) if f.class == "closed" => ended_57p01,
+            Some(_) => false,
+            None => ended_57p01,
+        }
+    }
+}
+
+/// Autocommit writes and reads in a loop until the proxy ends the session.
+///
+/// The write is prepared once, as an application's statement cache does. (With
+/// `execute(&str)` tokio-postgres prepares a statement per call and closes it in the
+/// background when it is dropped: a Close it does not wait for, so the 57P01 that drain
+/// sends at the session's next idle point can land as the answer to that Close, which
+/// tokio-postgres discards, and the client only sees the connection closed. A direct
+/// connection to a PostgreSQL shutting down shows the same.)
+async fn busy_session(conn: LoadConn, base: i64) -> Ended {
+    let mut committed = Vec::new();
+    let mut failure = None;
+    let sql = "INSERT INTO drained (id, note) VALUES ($1, 'busy')";
+    let insert = match guarded(sql, conn.client.prepare(sql)).await {
+        Ok(statement) => statement,
+        Err(f) => panic!("prepare before SIGTERM: {f:?}"),
+    };
+    for n in 0.. {
+        let id = base + n;
+        let result = if n % 2 == 0 {
+            guarded(sql, conn.client.execute(&insert, &[&id]))
+                .await
+                .map(|_| committed.push(id))
+        } else {
+            let sql = "SELECT count(*) FROM drained";
+            guarded(sql, conn.client.simple_query(sql))
+                .await
+                .map(|_| ())
+        };
+        if let Err(f) = result {
+            failure = Some(f);
+            break;
+        }
+    }
+    Ended {
+        role: "busy",
+        failure,
+        connection: conn.ending(HANG_GUARD).await,
+        in_transaction: false,
+        committed,
+        uncommitted: Vec::new(),
+    }
+}
+
+/// BEGIN, INSERT, a pause, UPDATE, COMMIT; `opened` tells whether BEGIN succeeded.
+async fn one_transaction(c: &Client, id: i64, opened: &mut bool) -> Result<(), Failure> {
+    guarded("BEGIN", c.batch_execute("BEGIN")).await?;
+    *opened = true;
+    let insert = format!("INSERT INTO drained (id, note) VALUES ({id}, 'tx')");
+    guarded(&insert, c.batch_execute(&insert)).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let update = "UPDATE drained SET v = v + 1 WHERE id = $1";
+    guarded(update, c.execute(update, &[&id])).await?;
+    guarded("COMMIT", c.batch_execute("COMMIT")).await
+}
+
+/// Short transactions until the proxy ends the session; one open at SIGTERM must be
+/// allowed to finish.
+async fn transaction_session(conn: LoadConn, base: i64) -> Ended {
+    let mut committed = Vec::new();
+    let mut ended = None;
+    for n in 0.. {
+        let id = base + n;
+        let mut opened = false;
+        let result = one_transaction(&conn.client, id, &mut opened).await;
+        match result {
+            Ok(()) => committed.push(id),
+            Err(f) => {
+                ended = Some((f, opened, id));
+                break;
+            }
+        }
+    }
+    let (failure, in_transaction, last) = ended.expect("the loop ends with an error");
+    Ended {
+        role: "transaction",
+        failure: Some(failure),
+        connection: conn.ending(HANG_GUARD).await,
+        in_transaction,
+        committed,
+        uncommitted: if in_transaction {
+            vec![last]
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+/// How the connection of a session that waits for the proxy to end it ended: it must
+/// stay open until SIGTERM, and end within `shutdown_timeout` (plus a guard) after it.
+async fn ended_after_sigterm(
+    conn: LoadConn,
+    signalled: CancellationToken,
+) -> Result<Option<Failure>, ()> {
+    signalled.cancelled().await;
+    conn.ending(Duration::from_secs(SHUTDOWN_TIMEOUT_SECS) + HANG_GUARD)
+        .await
+}
+
+/// BEGIN and an INSERT, then nothing: closed when `shutdown_timeout` runs out.
+async fn stuck_session(conn: LoadConn, id: i64, signalled: CancellationToken) -> Ended {
+    let c = &conn.client;
+    let insert = format!("INSERT INTO drained (id, note) VALUES ({id}, 'stuck')");
+    let begun = async {
+        guarded("BEGIN", c.batch_execute("BEGIN")).await?;
+        guarded(&insert, c.batch_execute(&insert)).await
+    }
+    .await;
+    let failure = begun.err();
+    Ended {
+        role: "stuck",
+        failure,
+        connection: ended_after_sigterm(conn, signalled).await,
+        in_transaction: true,
+        committed: Vec::new(),
+        uncommitted: vec![id],
+    }
+}
+
+/// Connected and idle until the proxy ends the session.
+async fn idle_session(conn: LoadConn, signalled: CancellationToken) -> Ended {
+    let failure = guarded("SELECT 1", conn.client.simple_query("SELECT 1"))
+        .await
+        .err();
+    Ended {
+        role: "idle",
+        failure,
+        connection: ended_after_sigterm(conn, signalled).await,
+        in_transaction: false,
+        committed: Vec::new(),
+        uncommitted: Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_tells_every_session_and_exits_in_time() {
+    let _turn = HEAVY.lock().await;
+    let run_for = (load_duration() / 3).max(Duration::from_secs(2));
+    let db = create_db("load_term").await;
+    let admin = connect_super(direct(), &db).await;
+    admin
+        .batch_execute(
+            "CREATE TABLE drained (id bigint PRIMARY KEY, v int NOT NULL DEFAULT 0, note text,
+                                   deleted_at timestamptz)",
+        )
+        .await
+        .expect("schema");
+    let (mut child, ep) = serve_binary().await;
+    let url = ep.url(superuser(), Some(SUPERUSER_PASSWORD), &db);
+    let open = || {
+        let url = url.clone();
+        async move {
+            LoadConn::open(&url, OP_GUARD)
+                .await
+                .unwrap_or_else(|f| panic!("connect to pgbelay serve: {f:?}"))
+        }
+    };
+    let signalled = CancellationToken::new();
+    let mut sessions = Vec::new();
+    for i in 0..10i64 {
+        sessions.push(tokio::spawn(busy_session(
+            open().await,
+            (i + 1) * 1_000_000,
+        )));
+        sessions.push(tokio::spawn(transaction_session(
+            open().await,
+            (i + 11) * 1_000_000,
+        )));
+        sessions.push(tokio::spawn(idle_session(open().await, signalled.clone())));
+    }
+    for i in 0..3i64 {
+        sessions.push(tokio::spawn(stuck_session(
+            open().await,
+            99_000_000 + i,
+            signalled.clone(),
+        )));
+    }
+    tokio::time::sleep(run_for).await;
+
+    let pid = child.id().expect("pid");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    signalled.cancel();
+    let signalled_at = Instant::now();
+    // The listener closes at once, while the stuck sessions still keep the process up.
+    let refused = eventually(|| async {
+        tokio::net::TcpStream::connect(ep.addr())
+            .await
+            .err()
+            .map(|_| ())
+    })
+    .await;
+    let still_running = child.try_wait().expect("try_wait").is_none();
+    let exit = tokio::time::timeout(
+        Duration::from_secs(SHUTDOWN_TIMEOUT_SECS) + EXIT_MARGIN,
+        child.wait(),
+    )
+    .await;
+    let exited_after = signalled_at.elapsed();
+    let mut ended = Vec::new();
+    for session in sessions {
+        ended.push(session.await.expect("session task"));
+    }
+
+    let not_told: Vec<&Ended> = ended.iter().filter(|e| !e.told()).collect();
+    let cut_off: Vec<&Ended> = ended
+        .iter()
+        .filter(|e| e.role == "transaction" && e.in_transaction)
+        .collect();
+    let committed: Vec<i64> = ended.iter().flat_map(|e| e.committed.clone()).collect();
+    let uncommitted: Vec<i64> = ended.iter().flat_map(|e| e.uncommitted.clone()).collect();
+    let found = admin
+        .query_one(
+            "SELECT (SELECT count(*) FROM drained WHERE id = ANY($1)),
+                    (SELECT count(*) FROM drained WHERE id = ANY($2))",
+            &[&committed, &uncommitted],
+        )
+        .await
+        .expect("rows");
+    let (present, leaked): (i64, i64) = (found.get(0), found.get(1));
+    let (changes, audit) = audit_problems(&admin, "drained").await;
+    let replay = replay_problems(&admin, "drained", "id, v, note, deleted_at").await;
+    println!(
+        "load sigterm: {} sessions ({} writes committed) under load for {:.1} s; exited {:.1} s after SIGTERM (shutdown_timeout {SHUTDOWN_TIMEOUT_SECS} s); {} sessions told 57P01; {changes} change rows",
+        ended.len(),
+        committed.len(),
+        run_for.as_secs_f64(),
+        exited_after.as_secs_f64(),
+        ended.len() - not_told.len(),
+    );
+
+    let status = exit
+        .unwrap_or_else(|_| panic!("pgbelay serve still running {exited_after:?} after SIGTERM"))
+        .expect("wait");
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        refused.is_some(),
+        "still accepting connections after SIGTERM"
+    );
+    assert!(
+        still_running,
+        "the checks above ran after the process had exited"
+    );
+    assert!(
+        not_told.is_empty(),
+        "sessions that got neither their result nor 57P01: {not_told:#?}"
+    );
+    assert!(
+        cut_off.is_empty(),
+        "transactions open at SIGTERM were cut off before shutdown_timeout: {cut_off:#?}"
+    );
+    assert!(
+        ended.iter().any(|e| e.role == "stuck"),
+        "stuck sessions were part of the run"
+    );
+    assert_eq!(present, committed.len() as i64, "committed writes present");
+    assert_eq!(leaked, 0, "writes of transactions that never committed");
+    assert!(audit.is_empty(), "audit trail: {audit:#?}");
+    assert!(replay.is_empty(), "table vs images: {replay:#?}");
 }
 
 // --- Found under load: preparing a table for recording inside the writer's transaction --

@@ -400,6 +400,7 @@ where
 
     async fn finish(&mut self, end: End, relay: &mut Relay) {
         const LINGER: Duration = Duration::from_secs(5);
+        const LINGER_READ: Duration = Duration::from_secs(1);
         match end {
             End::Flush => {
                 let _ = tokio::time::timeout(LINGER, self.up_w.write_all(&relay.to_upstream)).await;
@@ -424,11 +425,22 @@ where
             }
         }
         let _ = tokio::time::timeout(LINGER, self.up_w.shutdown()).await;
-        let _ = tokio::time::timeout(LINGER, async {
+        let told = tokio::time::timeout(LINGER, async {
             self.client_w.write_all(&relay.to_client).await?;
             self.client_w.shutdown().await
         })
         .await;
+        if matches!(told, Ok(Ok(()))) {
+            // Lingering close: a socket closed with unread input sends RST, and the
+            // client's kernel may then drop our last bytes (the FATAL saying why) before
+            // the client reads them. A client that sent more meanwhile gets EOF, reads
+            // the FATAL, and closes; its input is read and dropped until then.
+            let _ = tokio::time::timeout(LINGER_READ, async {
+                let mut sink = [0u8; 4096];
+                while matches!(self.client_r.read(&mut sink).await, Ok(n) if n > 0) {}
+            })
+            .await;
+        }
     }
 }
 
