@@ -445,6 +445,22 @@ async fn over_max_rows_fails_in_the_server_and_leaves_nothing() {
         err.as_db_error().map(|e| e.message().to_string()),
         Some("pgbelay: refused: DELETE would change 5 rows, more than max_rows (2)".into())
     );
+    let insert = "INSERT INTO t (id, n) SELECT g, 0 FROM generate_series(10, 14) g";
+    let err = recorded(
+        &client,
+        &StatementMeta {
+            max_rows: Some(3),
+            ..meta("t", insert)
+        },
+        insert,
+    )
+    .await
+    .expect_err("over the limit");
+    assert_eq!(
+        err.as_db_error().map(|e| e.message().to_string()),
+        Some("pgbelay: refused: INSERT would change 5 rows, more than max_rows (3)".into())
+    );
+    assert_eq!(count(&client, "SELECT count(*) FROM t").await, 5);
     let exact = StatementMeta {
         max_rows: Some(4),
         ..meta("t", statement)
@@ -1556,4 +1572,48 @@ async fn ddl_prepares_tables_when_installed_by_a_superuser() {
     let triggers = "SELECT string_agg(evtname, ',' ORDER BY evtname) FROM pg_event_trigger";
     let names: String = client.query_one(triggers, &[]).await.expect("evt").get(0);
     assert_eq!(names, "pgbelay_prepare_tables");
+}
+
+/// A reinstall (an upgrade) brings the capture functions of prepared tables to the current
+/// template, without a write having to prepare the table again.
+#[tokio::test]
+async fn reinstall_regenerates_capture_functions() {
+    let (_db, client) = fresh_db().await;
+    client
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY, n int); INSERT INTO t VALUES (1, 0)")
+        .await
+        .expect("setup");
+    // An older version's capture function, as an upgrade finds it.
+    client
+        .batch_execute(&format!(
+            "CREATE OR REPLACE FUNCTION pgbelay.capture_{}() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'old capture function'; END $$",
+            count(&client, "SELECT 't'::regclass::oid::int8").await
+        ))
+        .await
+        .expect("old capture");
+    let err = recorded(
+        &client,
+        &meta("t", "UPDATE t SET n = 1"),
+        "UPDATE t SET n = 1",
+    )
+    .await
+    .expect_err("the old function runs");
+    assert_eq!(
+        err.as_db_error().map(|e| e.message()),
+        Some("old capture function")
+    );
+    audit::install(&client, AUDIT).await.expect("reinstall");
+    let id = recorded(
+        &client,
+        &meta("t", "UPDATE t SET n = 1"),
+        "UPDATE t SET n = 1",
+    )
+    .await
+    .expect("recorded")
+    .expect("id");
+    assert_eq!(
+        images(&client, "\"public.t\"", id, "id, n").await,
+        pairs(&[("before", "(1,0)"), ("after", "(1,1)")])
+    );
 }

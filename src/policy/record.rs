@@ -337,10 +337,10 @@ impl Recorder {
     /// A read inside the client's transaction: in a read-only savepoint.
     pub fn read_in_transaction(&self) -> Plan {
         Plan {
-            before: vec![
-                format!("SAVEPOINT {READ_SAVEPOINT}"),
-                "SET TRANSACTION READ ONLY".to_string(),
-            ],
+            // One Query message for both (one reply to swallow, one less server round).
+            before: vec![format!(
+                "SAVEPOINT {READ_SAVEPOINT}; SET TRANSACTION READ ONLY"
+            )],
             after: vec![format!("RELEASE SAVEPOINT {READ_SAVEPOINT}")],
             ..Plan::default()
         }

@@ -82,17 +82,16 @@ $pgbelay$;
 
 -- Ends the announced statement: later writes in the same transaction are not recorded
 -- until the next begin_statement. Returns the id of the change the statement recorded
--- (the top-level one when it cascaded), NULL when it changed no rows.
+-- (the top-level one when it cascaded), NULL when it changed no rows. Only the statement
+-- setting gates recording (the capture triggers and record_change check it first); the
+-- others are all set again by the next begin_statement. Calls are schema-qualified
+-- instead of a SET search_path clause, which would cost a GUC save and restore per write.
 CREATE OR REPLACE FUNCTION @S@.end_statement() RETURNS bigint
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $pgbelay$
-DECLARE
-    v_id bigint := nullif(current_setting('pgbelay.change_id', true), '')::bigint;
+LANGUAGE plpgsql AS $pgbelay$
 BEGIN
-    PERFORM set_config('pgbelay.' || name, '', true)
-       FROM unnest(ARRAY['statement', 'target', 'kind', 'max_rows', 'approval', 'approved_by', 'reason',
-                         'client_addr', 'application_name', 'soft_delete_column',
-                         'change_id', 'parent_id', 'executed']) AS name;
-    RETURN v_id;
+    PERFORM pg_catalog.set_config('pgbelay.statement', '', true),
+            pg_catalog.set_config('pgbelay.approval', '', true);
+    RETURN NULLIF(pg_catalog.current_setting('pgbelay.change_id', true), '')::pg_catalog.int8;
 END
 $pgbelay$;
 
