@@ -377,6 +377,69 @@ async fn locking_reads_in_a_transaction_cannot_hide_writes() {
     );
 }
 
+/// SPEC B4: additive DDL is allowed, also in autocommit, where the session's read-only
+/// default would refuse it; DDL that runs user code (CREATE TABLE AS) stays read-only
+/// there, so a function hiding a write still fails; the session is read-only again after.
+#[tokio::test]
+async fn additive_ddl_runs_in_autocommit_and_the_session_stays_guarded() {
+    let proxy = guarded(1000).await;
+    let (db, admin) = shop().await;
+    let client = connect_super(proxy.endpoint(), &db).await;
+    client
+        .batch_execute("CREATE TABLE later (id int PRIMARY KEY, v text, deleted_at timestamptz)")
+        .await
+        .expect("CREATE TABLE, simple protocol");
+    client
+        .execute("CREATE INDEX CONCURRENTLY later_v ON later (v)", &[])
+        .await
+        .expect("CREATE INDEX CONCURRENTLY, extended protocol");
+    let prepared = client
+        .prepare("CREATE VIEW later_view AS SELECT id FROM later")
+        .await
+        .expect("prepare");
+    client
+        .execute(&prepared, &[])
+        .await
+        .expect("CREATE VIEW, prepared");
+    client
+        .batch_execute("ALTER TABLE notes RENAME TO notes_old; COMMENT ON TABLE later IS 'new'")
+        .await
+        .expect("rename and comment");
+    let err = client
+        .batch_execute("CREATE TABLE copied AS SELECT sneaky()")
+        .await
+        .expect_err("runs a function: read-only");
+    assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+    let err = client
+        .query_one("SELECT sneaky()", &[])
+        .await
+        .expect_err("the session is read-only again");
+    assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+    client
+        .batch_execute("INSERT INTO later (id, v) VALUES (1, 'a')")
+        .await
+        .expect("a recorded write to the new table");
+    assert_eq!(count(&admin, "SELECT count(*) FROM side_effects").await, 0);
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM pg_class WHERE relname IN ('later', 'later_v', 'later_view', 'notes_old') \
+             OR relname = 'copied'"
+        )
+        .await,
+        4,
+        "later, its index, the view, the renamed table; no copied"
+    );
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM pgbelay.changes WHERE table_name = 'later' AND kind = 'insert'"
+        )
+        .await,
+        1
+    );
+}
+
 /// A database made from template0: no audit schema.
 async fn bare_db() -> (String, Client) {
     let db = unique("noaudit");

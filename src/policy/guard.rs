@@ -29,7 +29,7 @@ use super::refusal::Refusal;
 use super::{
     Context, Judgement, Prepared, PreparedChange, StatementClass, Verdict, judge_analyzed,
 };
-use crate::sql::{TransactionStart, has_locking_clause, transaction_start};
+use crate::sql::{TransactionStart, ddl_runs_no_user_code, has_locking_clause, transaction_start};
 
 /// Statements longer than this (bytes) are parsed every time instead of cached.
 pub const MAX_CACHED_LEN: usize = 64 * 1024;
@@ -186,6 +186,8 @@ enum Extended {
     LockingRead,
     /// `BEGIN` / `START TRANSACTION` asking for a read-write transaction.
     Begin,
+    /// Additive DDL that runs none of the user's code (see [`ddl_runs_no_user_code`]).
+    Ddl,
     /// Anything else (DDL, session or transaction control).
     Other,
 }
@@ -368,11 +370,19 @@ impl GuardSession {
         // hidden writes instead; in autocommit the server refuses its locks.
         let locking = all_reads && has_locking_clause(sql);
         let guarded_read = all_reads && !locking;
+        // SPEC B4: additive DDL is allowed; the read-only default must not refuse it.
+        let ddl = !statements.is_empty()
+            && statements
+                .iter()
+                .all(|s| s.class == StatementClass::AdditiveDdl)
+            && ddl_runs_no_user_code(sql, dialect);
         if let Some(name) = parse_name {
             let what = if guarded_read {
                 Extended::Read
             } else if locking {
                 Extended::LockingRead
+            } else if ddl {
+                Extended::Ddl
             } else if begins {
                 Extended::Begin
             } else {
@@ -383,8 +393,11 @@ impl GuardSession {
                 return Decision::Forward;
             }
         }
-        if (begins || all_reads) && at.pipelined {
+        if (begins || all_reads || ddl) && at.pipelined {
             return Decision::Wait;
+        }
+        if ddl && at.tx_status == TxStatus::Idle {
+            return Decision::Rewrite(self.guard.recorder.ddl_in_autocommit());
         }
         if begins && at.tx_status == TxStatus::Idle {
             return Decision::Rewrite(self.guard.recorder.begin_read_write());
@@ -549,15 +562,16 @@ impl SessionHooks for GuardSession {
                 self.batch_wrapped = Some(statement.to_string());
                 Decision::Rewrite(plan)
             }
-            Some(what @ (Extended::Read | Extended::LockingRead | Extended::Begin))
-                if !wrapped_here && at.batch_start =>
-            {
+            Some(
+                what @ (Extended::Read | Extended::LockingRead | Extended::Begin | Extended::Ddl),
+            ) if !wrapped_here && at.batch_start => {
                 if at.pipelined {
                     return Decision::Wait;
                 }
                 let recorder = &self.guard.recorder;
                 let plan = match (what, at.tx_status) {
                     (Extended::Begin, TxStatus::Idle) => recorder.begin_read_write(),
+                    (Extended::Ddl, TxStatus::Idle) => recorder.ddl_in_autocommit(),
                     (Extended::Read, TxStatus::InTransaction) => recorder.read_in_transaction(),
                     (Extended::LockingRead, TxStatus::InTransaction) => {
                         recorder.locking_read_in_transaction()

@@ -377,6 +377,18 @@ impl Recorder {
         }
     }
 
+    /// Additive DDL that runs none of the user's code, in autocommit: the session's
+    /// read-only default would refuse it, so it runs with the default off (a SET before,
+    /// one after). Not a transaction of pgbelay's own: `CREATE INDEX CONCURRENTLY` cannot
+    /// run inside one.
+    pub fn ddl_in_autocommit(&self) -> Plan {
+        Plan {
+            before: vec!["SET default_transaction_read_only = off".to_string()],
+            after: self.session_start(),
+            ..Plan::default()
+        }
+    }
+
     /// The client's `BEGIN`: its transaction may write (recorded), unlike the session's
     /// read-only default.
     pub fn begin_read_write(&self) -> Plan {

@@ -108,6 +108,57 @@ pub fn transaction_start(sql: &str, dialect: Dialect) -> Option<TransactionStart
     })
 }
 
+/// Whether every statement of `sql` is DDL that runs none of the user's code as it
+/// executes (CREATE TABLE, CREATE INDEX [CONCURRENTLY], CREATE VIEW / FUNCTION / TRIGGER,
+/// GRANT, COMMENT, …): such DDL cannot hide a write, so it may run outside the read-only
+/// guard. `false` for DDL that evaluates expressions over rows (CREATE TABLE AS, REFRESH
+/// MATERIALIZED VIEW, ALTER TABLE and ALTER DOMAIN, which may compute defaults or check
+/// constraints with any function; CREATE EXTENSION, which runs a script), for anything
+/// else, and for text that does not parse. Index expressions are safe: PostgreSQL
+/// requires them IMMUTABLE and runs non-volatile functions read-only.
+pub fn ddl_runs_no_user_code(sql: &str, dialect: Dialect) -> bool {
+    use pg_query::protobuf::node::Node as N;
+    let Ok(statements) = parse(sql, dialect) else {
+        return false;
+    };
+    !statements.is_empty()
+        && statements.iter().all(|s| {
+            matches!(
+                s.tree.as_deref().and_then(|t| t.node.as_ref()),
+                Some(
+                    N::CreateStmt(_)
+                        | N::IndexStmt(_)
+                        | N::CreateSchemaStmt(_)
+                        | N::CreateSeqStmt(_)
+                        | N::AlterSeqStmt(_)
+                        | N::CreateDomainStmt(_)
+                        | N::CompositeTypeStmt(_)
+                        | N::CreateEnumStmt(_)
+                        | N::CreateRangeStmt(_)
+                        | N::AlterEnumStmt(_)
+                        | N::CreateRoleStmt(_)
+                        | N::AlterRoleStmt(_)
+                        | N::GrantStmt(_)
+                        | N::GrantRoleStmt(_)
+                        | N::AlterDefaultPrivilegesStmt(_)
+                        | N::CommentStmt(_)
+                        | N::RenameStmt(_)
+                        | N::AlterObjectSchemaStmt(_)
+                        | N::AlterOwnerStmt(_)
+                        | N::CreateStatsStmt(_)
+                        | N::CreatePolicyStmt(_)
+                        | N::CreateEventTrigStmt(_)
+                        | N::DefineStmt(_)
+                        | N::CreatedbStmt(_)
+                        | N::AlterFunctionStmt(_)
+                        | N::ViewStmt(_)
+                        | N::CreateFunctionStmt(_)
+                        | N::CreateTrigStmt(_)
+                )
+            )
+        })
+}
+
 /// Whether `sql` has a row-locking clause (`FOR UPDATE`, `FOR NO KEY UPDATE`, `FOR SHARE`,
 /// `FOR KEY SHARE`): PostgreSQL refuses those in a read-only transaction, so the caller
 /// runs such reads without the read-only guard. Hence `true` only for a clause in the parse
@@ -219,6 +270,30 @@ pub fn numeric_masked_key(sql: &str, dialect: Dialect) -> Option<(String, Range<
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn ddl_that_runs_no_user_code() {
+        let d = Dialect::default();
+        for sql in [
+            "CREATE TABLE t (id int DEFAULT f())",
+            "CREATE INDEX CONCURRENTLY i ON t (lower(v))",
+            "CREATE VIEW v AS SELECT f()",
+            "GRANT SELECT ON t TO r; COMMENT ON TABLE t IS 'x'",
+        ] {
+            assert!(ddl_runs_no_user_code(sql, d), "{sql}");
+        }
+        for sql in [
+            "CREATE TABLE t AS SELECT f()",
+            "REFRESH MATERIALIZED VIEW m",
+            "ALTER TABLE t ADD COLUMN c int DEFAULT f()",
+            "CREATE EXTENSION x",
+            "CREATE TABLE t (id int); SELECT f()",
+            "CREATE TABLE (",
+            "",
+        ] {
+            assert!(!ddl_runs_no_user_code(sql, d), "{sql}");
+        }
+    }
 
     #[test]
     fn splits_with_source_text() {
