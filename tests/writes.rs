@@ -378,8 +378,9 @@ async fn locking_reads_in_a_transaction_cannot_hide_writes() {
 }
 
 /// SPEC B4: additive DDL is allowed, also in autocommit, where the session's read-only
-/// default would refuse it; DDL that runs user code (CREATE TABLE AS) stays read-only
-/// there, so a function hiding a write still fails; the session is read-only again after.
+/// default would refuse it; DDL that runs user code over rows (CREATE TABLE AS, ALTER
+/// TABLE, REFRESH) is checked for hidden writes instead; the session is read-only again
+/// after.
 #[tokio::test]
 async fn additive_ddl_runs_in_autocommit_and_the_session_stays_guarded() {
     let proxy = guarded(1000).await;
@@ -405,11 +406,48 @@ async fn additive_ddl_runs_in_autocommit_and_the_session_stays_guarded() {
         .batch_execute("ALTER TABLE notes RENAME TO notes_old; COMMENT ON TABLE later IS 'new'")
         .await
         .expect("rename and comment");
+    // DDL that runs code over rows runs read-write, checked for hidden writes.
     let err = client
         .batch_execute("CREATE TABLE copied AS SELECT sneaky()")
         .await
-        .expect_err("runs a function: read-only");
+        .expect_err("a function in it wrote");
     assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+    assert!(
+        err.as_db_error()
+            .is_some_and(|e| e.message().contains("wrote to side_effects")),
+        "{}",
+        show(&err)
+    );
+    client
+        .batch_execute("CREATE TABLE copy_of_orders AS SELECT * FROM orders WHERE id <= 3")
+        .await
+        .expect("CREATE TABLE AS in autocommit");
+    client
+        .batch_execute("ALTER TABLE copy_of_orders ADD COLUMN note text DEFAULT 'x'")
+        .await
+        .expect("ALTER TABLE ADD COLUMN in autocommit");
+    admin
+        .batch_execute(
+            "CREATE MATERIALIZED VIEW totals AS SELECT customer, sum(total) FROM orders GROUP BY 1; \
+             CREATE UNIQUE INDEX ON totals (customer)",
+        )
+        .await
+        .expect("matview");
+    client
+        .batch_execute("REFRESH MATERIALIZED VIEW totals")
+        .await
+        .expect("REFRESH in autocommit");
+    client.batch_execute("BEGIN").await.expect("begin");
+    client
+        .batch_execute("REFRESH MATERIALIZED VIEW CONCURRENTLY totals")
+        .await
+        .expect("REFRESH CONCURRENTLY in a transaction");
+    let err = client
+        .execute("CREATE TABLE copied AS SELECT sneaky()", &[])
+        .await
+        .expect_err("a function in it wrote, extended protocol, in a transaction");
+    assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+    client.batch_execute("ROLLBACK").await.expect("rollback");
     let err = client
         .query_one("SELECT sneaky()", &[])
         .await
@@ -423,12 +461,12 @@ async fn additive_ddl_runs_in_autocommit_and_the_session_stays_guarded() {
     assert_eq!(
         count(
             &admin,
-            "SELECT count(*) FROM pg_class WHERE relname IN ('later', 'later_v', 'later_view', 'notes_old') \
-             OR relname = 'copied'"
+            "SELECT count(*) FROM pg_class WHERE relname IN ('later', 'later_v', 'later_view', 'notes_old', \
+             'copy_of_orders') OR relname = 'copied'"
         )
         .await,
-        4,
-        "later, its index, the view, the renamed table; no copied"
+        5,
+        "later, its index, the view, the renamed table, the copy; no copied"
     );
     assert_eq!(
         count(

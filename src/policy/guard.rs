@@ -29,7 +29,10 @@ use super::refusal::Refusal;
 use super::{
     Context, Judgement, Prepared, PreparedChange, StatementClass, Verdict, judge_analyzed,
 };
-use crate::sql::{TransactionStart, ddl_runs_no_user_code, has_locking_clause, transaction_start};
+use crate::sql::{
+    QualifiedName, TransactionStart, ddl_runs_no_user_code, ddl_targets, has_locking_clause,
+    transaction_start,
+};
 
 /// Statements longer than this (bytes) are parsed every time instead of cached.
 pub const MAX_CACHED_LEN: usize = 64 * 1024;
@@ -188,6 +191,8 @@ enum Extended {
     Begin,
     /// Additive DDL that runs none of the user's code (see [`ddl_runs_no_user_code`]).
     Ddl,
+    /// Additive DDL that runs the user's code over rows, with the relations it fills.
+    CodeDdl(Vec<QualifiedName>),
     /// Anything else (DDL, session or transaction control).
     Other,
 }
@@ -371,11 +376,12 @@ impl GuardSession {
         let locking = all_reads && has_locking_clause(sql);
         let guarded_read = all_reads && !locking;
         // SPEC B4: additive DDL is allowed; the read-only default must not refuse it.
-        let ddl = !statements.is_empty()
+        let all_ddl = !statements.is_empty()
             && statements
                 .iter()
-                .all(|s| s.class == StatementClass::AdditiveDdl)
-            && ddl_runs_no_user_code(sql, dialect);
+                .all(|s| s.class == StatementClass::AdditiveDdl);
+        let ddl = all_ddl && ddl_runs_no_user_code(sql, dialect);
+        let code_ddl = (all_ddl && !ddl).then(|| ddl_targets(sql, dialect).unwrap_or_default());
         if let Some(name) = parse_name {
             let what = if guarded_read {
                 Extended::Read
@@ -383,6 +389,8 @@ impl GuardSession {
                 Extended::LockingRead
             } else if ddl {
                 Extended::Ddl
+            } else if let Some(targets) = &code_ddl {
+                Extended::CodeDdl(targets.clone())
             } else if begins {
                 Extended::Begin
             } else {
@@ -393,11 +401,24 @@ impl GuardSession {
                 return Decision::Forward;
             }
         }
-        if (begins || all_reads || ddl) && at.pipelined {
+        if (begins || all_reads || all_ddl) && at.pipelined {
             return Decision::Wait;
         }
         if ddl && at.tx_status == TxStatus::Idle {
             return Decision::Rewrite(self.guard.recorder.ddl_in_autocommit());
+        }
+        if let Some(targets) = &code_ddl
+            && at.tx_status != TxStatus::Failed
+        {
+            let autocommit = at.tx_status == TxStatus::Idle;
+            if let Some(name) = parse_name {
+                self.batch_wrapped = Some(name.to_string());
+            }
+            return Decision::Rewrite(
+                self.guard
+                    .recorder
+                    .ddl_with_write_check(targets, autocommit),
+            );
         }
         if begins && at.tx_status == TxStatus::Idle {
             return Decision::Rewrite(self.guard.recorder.begin_read_write());
@@ -563,7 +584,11 @@ impl SessionHooks for GuardSession {
                 Decision::Rewrite(plan)
             }
             Some(
-                what @ (Extended::Read | Extended::LockingRead | Extended::Begin | Extended::Ddl),
+                what @ (Extended::Read
+                | Extended::LockingRead
+                | Extended::Begin
+                | Extended::Ddl
+                | Extended::CodeDdl(_)),
             ) if !wrapped_here && at.batch_start => {
                 if at.pipelined {
                     return Decision::Wait;
@@ -572,6 +597,9 @@ impl SessionHooks for GuardSession {
                 let plan = match (what, at.tx_status) {
                     (Extended::Begin, TxStatus::Idle) => recorder.begin_read_write(),
                     (Extended::Ddl, TxStatus::Idle) => recorder.ddl_in_autocommit(),
+                    (Extended::CodeDdl(targets), TxStatus::Idle | TxStatus::InTransaction) => {
+                        recorder.ddl_with_write_check(targets, at.tx_status == TxStatus::Idle)
+                    }
                     (Extended::Read, TxStatus::InTransaction) => recorder.read_in_transaction(),
                     (Extended::LockingRead, TxStatus::InTransaction) => {
                         recorder.locking_read_in_transaction()

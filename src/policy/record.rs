@@ -37,6 +37,10 @@ const READ_SAVEPOINT: &str = "pgbelay_read";
 /// Transaction-local setting holding [`TUPLES_CHANGED`] before a locking read.
 const TUPLES_BEFORE_READ: &str = "pgbelay.tuples_before_read";
 
+/// Transaction-local setting holding `oid:changes` of every table with row changes before
+/// DDL that runs the user's code ([`Recorder::ddl_with_write_check`]).
+const TUPLES_BEFORE_DDL: &str = "pgbelay.tuples_before_ddl";
+
 /// Rows the current transaction inserted, updated or deleted so far, in every table (the
 /// catalogs included, so DDL counts too): PostgreSQL's own per-transaction statistics,
 /// which row locks do not move.
@@ -387,6 +391,76 @@ impl Recorder {
             after: self.session_start(),
             ..Plan::default()
         }
+    }
+
+    /// DDL that runs the user's code over rows (CREATE TABLE AS, REFRESH MATERIALIZED
+    /// VIEW, ALTER TABLE computing a default or checking a constraint): it must run
+    /// read-write, so, like a locking read, it is checked instead. Before it, the
+    /// transaction's row-change count of every table it has touched is noted; after it,
+    /// a table the statement does not itself fill or alter (`targets`) with more changes
+    /// (the catalogs, the audit trail and temporary tables aside) means a function it
+    /// called wrote, and the statement after it raises. In autocommit it runs in a
+    /// transaction of pgbelay's own, so the DDL goes with the refusal.
+    pub fn ddl_with_write_check(&self, targets: &[QualifiedName], autocommit: bool) -> Plan {
+        const COUNT: &str = "(pg_catalog.pg_stat_get_xact_tuples_inserted(c.oid) \
+             + pg_catalog.pg_stat_get_xact_tuples_updated(c.oid) \
+             + pg_catalog.pg_stat_get_xact_tuples_deleted(c.oid))";
+        let snapshot = format!(
+            "SELECT pg_catalog.set_config('{TUPLES_BEFORE_DDL}', coalesce((\
+             SELECT pg_catalog.string_agg(c.oid::pg_catalog.text || ':' || c.n::pg_catalog.text, ',') \
+             FROM (SELECT c.oid, {COUNT} AS n FROM pg_catalog.pg_class c \
+             WHERE c.relkind IN ('r', 'p', 'm')) c WHERE c.n > 0), ''), true)"
+        );
+        let literal = |name: &str| audit::quote_literal(name).unwrap_or_else(|_| "''".to_string());
+        let own = targets
+            .iter()
+            .map(|t| {
+                format!(
+                    "coalesce(pg_catalog.to_regclass({})::pg_catalog.oid, 0)",
+                    literal(&t.to_string())
+                )
+            })
+            .chain(std::iter::once("0".to_string()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let audit = literal(&self.audit_schema);
+        let trash = literal(&format!("{}_trash", self.audit_schema));
+        let check = format!(
+            "DO $pgbelay_ddl$ DECLARE v_written text; BEGIN \
+             IF NOT pg_catalog.current_setting('track_counts')::bool THEN \
+             RAISE EXCEPTION USING ERRCODE = '25006', \
+             MESSAGE = 'pgbelay: refused: DDL that runs functions over rows cannot be checked for hidden writes while track_counts is off', \
+             DETAIL = 'statement class: hidden write', \
+             HINT = 'The statement is rolled back (inside your transaction: the transaction is aborted, ROLLBACK). The check needs track_counts = on (the default).'; \
+             END IF; \
+             WITH before AS (SELECT pg_catalog.split_part(x, ':', 1)::pg_catalog.oid AS oid, \
+             pg_catalog.split_part(x, ':', 2)::pg_catalog.int8 AS n \
+             FROM pg_catalog.unnest(pg_catalog.string_to_array(pg_catalog.current_setting('{TUPLES_BEFORE_DDL}'), ',')) x) \
+             SELECT pg_catalog.string_agg(c.oid::pg_catalog.regclass::pg_catalog.text, ', ') INTO v_written \
+             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace \
+             LEFT JOIN before b ON b.oid = c.oid \
+             WHERE c.relkind IN ('r', 'p', 'm') \
+             AND ns.nspname NOT IN ('pg_catalog', 'information_schema', {audit}, {trash}) \
+             AND pg_catalog.left(ns.nspname, 8) <> 'pg_temp_' AND pg_catalog.left(ns.nspname, 9) <> 'pg_toast_' \
+             AND c.oid NOT IN ({own}) \
+             AND {COUNT} > coalesce(b.n, 0); \
+             IF v_written IS NOT NULL THEN \
+             RAISE EXCEPTION USING ERRCODE = '25006', \
+             MESSAGE = 'pgbelay: refused: the statement wrote to ' || v_written || ' through a function it called, which pgbelay cannot record', \
+             DETAIL = 'statement class: hidden write', \
+             HINT = 'The statement is rolled back (inside your transaction: the transaction is aborted, ROLLBACK). Run the write as its own statement, so that it is recorded.'; \
+             END IF; END $pgbelay_ddl$"
+        );
+        let mut plan = Plan {
+            before: vec![snapshot],
+            after: vec![check],
+            ..Plan::default()
+        };
+        if autocommit {
+            plan.before.insert(0, "BEGIN READ WRITE".to_string());
+            plan.after.push("COMMIT".to_string());
+        }
+        plan
     }
 
     /// The client's `BEGIN`: its transaction may write (recorded), unlike the session's

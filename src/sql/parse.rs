@@ -113,9 +113,10 @@ pub fn transaction_start(sql: &str, dialect: Dialect) -> Option<TransactionStart
 /// GRANT, COMMENT, …): such DDL cannot hide a write, so it may run outside the read-only
 /// guard. `false` for DDL that evaluates expressions over rows (CREATE TABLE AS, REFRESH
 /// MATERIALIZED VIEW, ALTER TABLE and ALTER DOMAIN, which may compute defaults or check
-/// constraints with any function; CREATE EXTENSION, which runs a script), for anything
-/// else, and for text that does not parse. Index expressions are safe: PostgreSQL
-/// requires them IMMUTABLE and runs non-volatile functions read-only.
+/// constraints with any function), for anything else, and for text that does not parse.
+/// Index expressions are safe: PostgreSQL requires them IMMUTABLE and runs non-volatile
+/// functions read-only. CREATE EXTENSION runs the server's installed script, not the
+/// session's code.
 pub fn ddl_runs_no_user_code(sql: &str, dialect: Dialect) -> bool {
     use pg_query::protobuf::node::Node as N;
     let Ok(statements) = parse(sql, dialect) else {
@@ -148,6 +149,7 @@ pub fn ddl_runs_no_user_code(sql: &str, dialect: Dialect) -> bool {
                         | N::CreateStatsStmt(_)
                         | N::CreatePolicyStmt(_)
                         | N::CreateEventTrigStmt(_)
+                        | N::CreateExtensionStmt(_)
                         | N::DefineStmt(_)
                         | N::CreatedbStmt(_)
                         | N::AlterFunctionStmt(_)
@@ -157,6 +159,27 @@ pub fn ddl_runs_no_user_code(sql: &str, dialect: Dialect) -> bool {
                 )
             )
         })
+}
+
+/// The relations DDL statements fill or rewrite as they run (the table CREATE TABLE AS
+/// creates, the materialized view REFRESH refills, the table ALTER TABLE alters): their
+/// own row changes are the statement's work, not hidden writes. Empty for other
+/// statements; `None` when `sql` does not parse.
+pub fn ddl_targets(sql: &str, dialect: Dialect) -> Option<Vec<super::QualifiedName>> {
+    use pg_query::protobuf::node::Node as N;
+    let statements = parse(sql, dialect).ok()?;
+    Some(
+        statements
+            .iter()
+            .filter_map(|s| match s.tree.as_deref()?.node.as_ref()? {
+                N::CreateTableAsStmt(c) => c.into.as_ref()?.rel.as_ref(),
+                N::RefreshMatViewStmt(r) => r.relation.as_ref(),
+                N::AlterTableStmt(a) => a.relation.as_ref(),
+                _ => None,
+            })
+            .map(super::analyze::range_var)
+            .collect(),
+    )
 }
 
 /// Whether `sql` has a row-locking clause (`FOR UPDATE`, `FOR NO KEY UPDATE`, `FOR SHARE`,
@@ -272,6 +295,26 @@ mod test {
     use super::*;
 
     #[test]
+    fn ddl_targets_are_the_relations_it_fills() {
+        let d = Dialect::default();
+        let names = |sql| {
+            ddl_targets(sql, d).map(|t| t.iter().map(ToString::to_string).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            names(
+                "CREATE TABLE s.\"New\" AS SELECT 1; REFRESH MATERIALIZED VIEW m; ALTER TABLE t ADD c int"
+            ),
+            Some(vec![
+                "s.\"New\"".to_string(),
+                "m".to_string(),
+                "t".to_string()
+            ])
+        );
+        assert_eq!(names("CREATE INDEX ON t (c)"), Some(vec![]));
+        assert_eq!(names("CREATE TABLE ("), None);
+    }
+
+    #[test]
     fn ddl_that_runs_no_user_code() {
         let d = Dialect::default();
         for sql in [
@@ -279,6 +322,7 @@ mod test {
             "CREATE INDEX CONCURRENTLY i ON t (lower(v))",
             "CREATE VIEW v AS SELECT f()",
             "GRANT SELECT ON t TO r; COMMENT ON TABLE t IS 'x'",
+            "CREATE EXTENSION x",
         ] {
             assert!(ddl_runs_no_user_code(sql, d), "{sql}");
         }
@@ -286,7 +330,6 @@ mod test {
             "CREATE TABLE t AS SELECT f()",
             "REFRESH MATERIALIZED VIEW m",
             "ALTER TABLE t ADD COLUMN c int DEFAULT f()",
-            "CREATE EXTENSION x",
             "CREATE TABLE t (id int); SELECT f()",
             "CREATE TABLE (",
             "",
