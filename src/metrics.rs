@@ -80,10 +80,16 @@ impl Metrics {
     pub fn statement(&self, verdict: Verdict, class: Option<&str>) {
         self.statements[verdict as usize].fetch_add(1, Relaxed);
         if verdict == Verdict::Refuse {
-            let class = class.unwrap_or("unknown").to_string();
-            let mut refusals = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
-            *refusals.entry(class).or_default() += 1;
+            self.refusal(class);
         }
+    }
+
+    /// One refusal of statement class `class`: the proxy's own, or one the server raised
+    /// for pgbelay (blast radius, hidden write) in a statement the proxy let through.
+    pub fn refusal(&self, class: Option<&str>) {
+        let class = class.unwrap_or("unknown").to_string();
+        let mut refusals = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        *refusals.entry(class).or_default() += 1;
     }
 
     /// Rows a recorded write changed (its command tag's count).

@@ -47,6 +47,47 @@ fn value(body: &str, series: &str) -> f64 {
         .expect("a number")
 }
 
+/// Refusals the server raises for pgbelay inside statements the proxy let through (the
+/// blast radius, a locking read that wrote) count under their class too.
+#[tokio::test]
+async fn refusals_raised_in_the_server_count_by_class() {
+    let proxy = proxy_with_metrics(UpstreamAddr::Tcp(cluster().addr())).await;
+    let db = create_db("metrics_server").await;
+    let admin = connect_super(direct(), &db).await;
+    admin
+        .batch_execute(
+            "CREATE TABLE big (id int PRIMARY KEY, n int);
+             INSERT INTO big SELECT g, 0 FROM generate_series(1, 1001) g;
+             CREATE TABLE side (x int);
+             CREATE FUNCTION sneaky() RETURNS int LANGUAGE sql AS 'INSERT INTO side VALUES (1) RETURNING 1';",
+        )
+        .await
+        .expect("schema");
+    let client = connect_super(proxy.endpoint(), &db).await;
+    let err = client
+        .batch_execute("UPDATE big SET n = 1 WHERE id > 0")
+        .await
+        .expect_err("over max_rows");
+    assert_eq!(sqlstate(&err).as_deref(), Some("42501"));
+    client.batch_execute("BEGIN").await.expect("begin");
+    let err = client
+        .batch_execute("SELECT sneaky() FROM big WHERE id = 1 FOR UPDATE")
+        .await
+        .expect_err("a locking read that wrote");
+    assert_eq!(sqlstate(&err).as_deref(), Some("25006"));
+    client.batch_execute("ROLLBACK").await.expect("rollback");
+
+    let (_, body) = get(&proxy, "/metrics").await;
+    assert_eq!(
+        value(&body, "pgbelay_refusals_total{class=\"blast radius\"}"),
+        1.0
+    );
+    assert_eq!(
+        value(&body, "pgbelay_refusals_total{class=\"hidden write\"}"),
+        1.0
+    );
+}
+
 #[tokio::test]
 async fn counters_follow_known_traffic() {
     let proxy = proxy_with_metrics(UpstreamAddr::Tcp(cluster().addr())).await;

@@ -87,18 +87,16 @@ async fn serve(
     let wanted = settings.listen;
     let proxy = match Proxy::bind(settings.clone(), hooks.clone()).await {
         Ok(proxy) => proxy,
-        Err(e) if may_fall_back && e.kind() == std::io::ErrorKind::AddrInUse => {
+        Err(e) if may_fall_back && e.addr_in_use() => {
             settings.listen = SocketAddr::new(wanted.ip(), 0);
-            let proxy = Proxy::bind(settings.clone(), hooks)
-                .await
-                .with_context(|| format!("cannot listen on {}", settings.listen))?;
+            let proxy = Proxy::bind(settings.clone(), hooks).await?;
             println!(
                 "note: {wanted} is in use; listening on {} instead",
                 proxy.local_addr()?
             );
             proxy
         }
-        Err(e) => return Err(e).with_context(|| format!("cannot listen on {wanted}")),
+        Err(e) => return Err(e.into()),
     };
     let listen = proxy.local_addr()?;
     print_banner(listen, cluster, &settings);

@@ -16,9 +16,7 @@ pub fn run(args: SettingsArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async move {
         let hooks = hooks(&settings);
-        let proxy = Proxy::bind(settings.clone(), hooks)
-            .await
-            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let proxy = Proxy::bind(settings, hooks).await?;
         let shutdown = CancellationToken::new();
         signals::install(shutdown.clone())?;
         proxy.run(shutdown).await?;

@@ -16,6 +16,29 @@ use crate::metrics::Metrics;
 use crate::session::cancel::CancelMap;
 use crate::session::{self, Hooks, Shared, Shutdown};
 
+/// Why the proxy could not start: a setting, or an address it cannot listen on.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// `tls_cert` / `tls_key` / `upstream_sslmode` / `upstream_sslrootcert`.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// `listen` or `metrics_listen`.
+    #[error("cannot listen on {addr}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl BindError {
+    /// Whether the address is taken (the demo then falls back to a free port).
+    pub fn addr_in_use(&self) -> bool {
+        matches!(self, Self::Listen { source, .. } if source.kind() == std::io::ErrorKind::AddrInUse)
+    }
+}
+
 /// A bound proxy, not yet accepting.
 pub struct Proxy {
     listener: TcpListener,
@@ -46,14 +69,17 @@ pub struct RunningProxy {
 
 impl Proxy {
     /// Binds `settings.listen` (port 0 picks a free port).
-    pub async fn bind(settings: Settings, hooks: Arc<dyn Hooks>) -> std::io::Result<Proxy> {
-        let tls = crate::tls::acceptor(&settings)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        let upstream_tls = crate::tls::UpstreamTls::new(&settings)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        let listener = TcpListener::bind(settings.listen).await?;
+    pub async fn bind(settings: Settings, hooks: Arc<dyn Hooks>) -> Result<Proxy, BindError> {
+        let tls = crate::tls::acceptor(&settings)?;
+        let upstream_tls = crate::tls::UpstreamTls::new(&settings)?;
+        let listen = |addr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| BindError::Listen { addr, source })
+        };
+        let listener = listen(settings.listen).await?;
         let metrics_listener = match settings.metrics_listen {
-            Some(addr) => Some(TcpListener::bind(addr).await?),
+            Some(addr) => Some(listen(addr).await?),
             None => None,
         };
         Ok(Proxy {
@@ -80,9 +106,16 @@ impl Proxy {
     }
 
     /// Binds and runs on a background task.
-    pub async fn spawn(settings: Settings, hooks: Arc<dyn Hooks>) -> std::io::Result<RunningProxy> {
+    pub async fn spawn(
+        settings: Settings,
+        hooks: Arc<dyn Hooks>,
+    ) -> Result<RunningProxy, BindError> {
+        let wanted = settings.listen;
         let proxy = Proxy::bind(settings, hooks).await?;
-        let addr = proxy.local_addr()?;
+        let addr = proxy.local_addr().map_err(|source| BindError::Listen {
+            addr: wanted,
+            source,
+        })?;
         let metrics_addr = proxy.metrics_addr();
         let metrics = proxy.metrics.clone();
         let shutdown = CancellationToken::new();

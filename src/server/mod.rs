@@ -4,4 +4,4 @@
 mod listener;
 pub mod signals;
 
-pub use listener::{Proxy, RunningProxy};
+pub use listener::{BindError, Proxy, RunningProxy};

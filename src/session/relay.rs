@@ -523,9 +523,7 @@ impl Relay {
                         self.to_client.extend_from_slice(p.error.to_frame().bytes());
                         false
                     } else {
-                        let echo = self.group_failed && is_aborted_error(&frame);
-                        self.group_failed = true;
-                        !echo
+                        server_error(&mut self.group_failed, &self.metrics, &frame)
                     }
                 }
                 _ => true,
@@ -533,9 +531,7 @@ impl Relay {
             Origin::Injected { forward_ready } => match tag {
                 BackendTag::ReadyForQuery => *forward_ready,
                 BackendTag::ErrorResponse => {
-                    let echo = self.group_failed && is_aborted_error(&frame);
-                    self.group_failed = true;
-                    !echo
+                    server_error(&mut self.group_failed, &self.metrics, &frame)
                 }
                 _ => false,
             },
@@ -644,8 +640,24 @@ fn written_rows(frame: &Frame) -> u64 {
 }
 
 /// "current transaction is aborted, commands ignored until end of transaction block".
-fn is_aborted_error(frame: &Frame) -> bool {
-    decode::error_response(frame).is_ok_and(|f| f.get(b'C') == Some("25P02"))
+/// An error the server raised in the current group: whether the client gets it (the
+/// 25P02 echoes after the group's first error do not). A refusal the server raised for
+/// pgbelay (blast radius, hidden write, a spent token: `pgbelay: refused` with its
+/// statement class) counts as a refusal, as the proxy's own do.
+fn server_error(group_failed: &mut bool, metrics: &Metrics, frame: &Frame) -> bool {
+    let Ok(fields) = decode::error_response(frame) else {
+        *group_failed = true;
+        return true;
+    };
+    let echo = *group_failed && fields.get(b'C') == Some("25P02");
+    *group_failed = true;
+    if fields
+        .get(b'M')
+        .is_some_and(|m| m.starts_with("pgbelay: refused"))
+    {
+        metrics.refusal(refusal_class(fields.get(b'D')));
+    }
+    !echo
 }
 
 fn is_poison_error(frame: &Frame, poison: &Poison) -> bool {
