@@ -478,6 +478,79 @@ async fn additive_ddl_runs_in_autocommit_and_the_session_stays_guarded() {
     );
 }
 
+/// One extended-protocol step without Sync: Parse (unnamed), Bind, Execute.
+fn step(sql: &str) -> Vec<u8> {
+    let mut parse = vec![0];
+    parse.extend_from_slice(sql.as_bytes());
+    parse.extend_from_slice(&[0, 0, 0]);
+    let mut out = frame(b'P', &parse);
+    out.extend(frame(b'B', &[0, 0, 0, 0, 0, 0, 0, 0]));
+    out.extend(frame(b'E', &[0, 0, 0, 0, 0]));
+    out
+}
+
+/// Sends `steps` as one batch (one Sync) and returns the error messages it got.
+async fn batch(conn: &mut RawConn, steps: &[&str]) -> Vec<String> {
+    let mut bytes: Vec<u8> = steps.iter().flat_map(|sql| step(sql)).collect();
+    bytes.extend(frame(b'S', &[]));
+    conn.send(&bytes).await;
+    conn.read_until(b'Z')
+        .await
+        .expect("batch answered")
+        .iter()
+        .filter(|m| m.tag == b'E')
+        .map(|m| format!("{:?}", m.fields().get(&b'M')))
+        .collect()
+}
+
+/// A statement later in an extended-protocol batch gets nothing of its own around it: in
+/// a batch pgbelay made read-write (DDL in autocommit, a recorded write) or inside the
+/// client's transaction, a read there could write unguarded, so it is refused; where the
+/// batch stays read-only it passes.
+#[tokio::test]
+async fn statements_later_in_a_read_write_batch_are_refused() {
+    let proxy = guarded(1000).await;
+    let (db, admin) = shop().await;
+    admin
+        .batch_execute(&format!(
+            "GRANT ALL ON orders, side_effects TO {TRUST_USER}; \
+             GRANT CREATE ON SCHEMA public TO {TRUST_USER}"
+        ))
+        .await
+        .expect("grants");
+    let (mut conn, _) = RawConn::startup(&proxy.addr().to_string(), &db, "pipeline").await;
+
+    // DDL in autocommit turns the read-only default off for its batch.
+    let errors = batch(&mut conn, &["CREATE TABLE t1 (id int)", "SELECT sneaky()"]).await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("middle of an extended-protocol batch"),
+        "{errors:?}"
+    );
+    // A recorded write inside the client's transaction.
+    batch(&mut conn, &["BEGIN"]).await;
+    let errors = batch(
+        &mut conn,
+        &[
+            "UPDATE orders SET total = 1 WHERE id = 1",
+            "SELECT sneaky()",
+        ],
+    )
+    .await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    batch(&mut conn, &["COMMIT"]).await;
+    assert_eq!(count(&admin, "SELECT count(*) FROM side_effects").await, 0);
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM orders WHERE total = 1").await,
+        0,
+        "the transaction was aborted"
+    );
+    // In autocommit, reads later in a plain batch stay read-only: they pass (and a
+    // function's write fails in the server).
+    let errors = batch(&mut conn, &["SELECT 1", "SELECT 2"]).await;
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
 /// A database made from template0: no audit schema.
 async fn bare_db() -> (String, Client) {
     let db = unique("noaudit");

@@ -168,6 +168,10 @@ pub enum Unrecordable {
     Pipelined,
     /// It is bound in the middle of an extended-protocol batch.
     MidBatch,
+    /// A statement in the middle of an extended-protocol batch that runs read-write (the
+    /// client's transaction, or a batch pgbelay opened for a write or DDL): it cannot be
+    /// kept read-only there.
+    MidBatchUnguarded,
     /// The soft-delete rewrite failed its own check.
     Rewrite,
 }

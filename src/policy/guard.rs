@@ -171,6 +171,7 @@ impl Hooks for Guard {
             prepared: Prepared::new(),
             extended: HashMap::new(),
             batch_wrapped: None,
+            batch_mode: BatchMode::Plain,
             schema_checked: false,
             pending_approval: None,
             held_used: false,
@@ -197,6 +198,20 @@ enum Extended {
     Other,
 }
 
+/// How a batch runs once pgbelay wrapped its first statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BatchMode {
+    /// Not wrapped: in autocommit the session's read-only default guards it, in the
+    /// client's transaction nothing does.
+    Plain,
+    /// In the read-only savepoint.
+    ReadOnly,
+    /// Followed by the hidden-write check (locking read, DDL running user code).
+    Checked,
+    /// Read-write with nothing after it to check (a recorded write, DDL in autocommit).
+    ReadWrite,
+}
+
 /// One client's policy state.
 #[derive(Debug)]
 pub struct GuardSession {
@@ -208,6 +223,9 @@ pub struct GuardSession {
     /// The statement whose Parse wrapped the current batch: its Bind in the same batch
     /// needs nothing more.
     batch_wrapped: Option<String>,
+    /// How the current extended-protocol batch runs, as pgbelay wrapped it at its start;
+    /// decides whether a statement later in the batch is still guarded.
+    batch_mode: BatchMode,
     /// Whether this session already checked that the audit schema is installed.
     schema_checked: bool,
     /// A token presented with `SET pgbelay.approval`, for the next statement that needs one.
@@ -248,6 +266,11 @@ impl GuardSession {
         parse_name: Option<&str>,
     ) -> Decision {
         if at.batch_start {
+            self.batch_wrapped = None;
+            self.batch_mode = BatchMode::Plain;
+        } else if parse_name.is_some() && parse_name == self.batch_wrapped.as_deref() {
+            // The statement the batch was wrapped for is replaced: its next Bind is judged
+            // afresh.
             self.batch_wrapped = None;
         }
         let (judgement, analysis) = self.guard.judge_with_analysis(sql, info, &self.prepared);
@@ -398,13 +421,14 @@ impl GuardSession {
             };
             self.extended.insert(name.to_string(), what);
             if !at.batch_start {
-                return Decision::Forward;
+                return self.mid_batch(at, sql);
             }
         }
         if (begins || all_reads || all_ddl) && at.pipelined {
             return Decision::Wait;
         }
         if ddl && at.tx_status == TxStatus::Idle {
+            self.batch_mode = BatchMode::ReadWrite;
             return Decision::Rewrite(self.guard.recorder.ddl_in_autocommit());
         }
         if let Some(targets) = &code_ddl
@@ -414,6 +438,7 @@ impl GuardSession {
             if let Some(name) = parse_name {
                 self.batch_wrapped = Some(name.to_string());
             }
+            self.batch_mode = BatchMode::Checked;
             return Decision::Rewrite(
                 self.guard
                     .recorder
@@ -427,12 +452,14 @@ impl GuardSession {
             if let Some(name) = parse_name {
                 self.batch_wrapped = Some(name.to_string());
             }
+            self.batch_mode = BatchMode::ReadOnly;
             return Decision::Rewrite(self.guard.recorder.read_in_transaction());
         }
         if locking && at.tx_status == TxStatus::InTransaction {
             if let Some(name) = parse_name {
                 self.batch_wrapped = Some(name.to_string());
             }
+            self.batch_mode = BatchMode::Checked;
             return Decision::Rewrite(self.guard.recorder.locking_read_in_transaction());
         }
         match verdict {
@@ -487,7 +514,27 @@ impl GuardSession {
         }
         let plan = recorder.plan(&recorded, at, !self.schema_checked);
         self.schema_checked = true;
+        self.batch_mode = BatchMode::ReadWrite;
         Decision::Rewrite(plan)
+    }
+
+    /// A statement other than a write later in an extended-protocol batch, where nothing
+    /// can be put around it: it passes where the batch is still guarded (read-only, or
+    /// checked afterwards), and is refused where it would run read-write unchecked.
+    fn mid_batch(&self, at: Position, sql: &str) -> Decision {
+        let guarded = match self.batch_mode {
+            BatchMode::ReadOnly | BatchMode::Checked => true,
+            BatchMode::Plain => at.tx_status != TxStatus::InTransaction,
+            BatchMode::ReadWrite => false,
+        };
+        if guarded {
+            Decision::Forward
+        } else {
+            refuse(Refusal::statement(
+                IrreversibleKind::Unrecordable(Unrecordable::MidBatchUnguarded),
+                sql,
+            ))
+        }
     }
 
     /// `SET pgbelay.approval = 'TOKEN'` holds the token for the next statement that needs
@@ -559,6 +606,7 @@ impl SessionHooks for GuardSession {
     fn on_bind(&mut self, _: &SessionInfo, at: Position, statement: &str) -> Decision {
         if at.batch_start {
             self.batch_wrapped = None;
+            self.batch_mode = BatchMode::Plain;
         }
         let wrapped_here = self.batch_wrapped.as_deref() == Some(statement);
         match self.extended.get(statement) {
@@ -581,8 +629,13 @@ impl SessionHooks for GuardSession {
                     .plan_bind(write, at, !self.schema_checked);
                 self.schema_checked = true;
                 self.batch_wrapped = Some(statement.to_string());
+                self.batch_mode = BatchMode::ReadWrite;
                 Decision::Rewrite(plan)
             }
+            Some(_) | None if !wrapped_here && !at.batch_start => self.mid_batch(
+                at,
+                &format!("EXECUTE of prepared statement \"{statement}\""),
+            ),
             Some(
                 what @ (Extended::Read
                 | Extended::LockingRead
@@ -594,19 +647,27 @@ impl SessionHooks for GuardSession {
                     return Decision::Wait;
                 }
                 let recorder = &self.guard.recorder;
-                let plan = match (what, at.tx_status) {
-                    (Extended::Begin, TxStatus::Idle) => recorder.begin_read_write(),
-                    (Extended::Ddl, TxStatus::Idle) => recorder.ddl_in_autocommit(),
-                    (Extended::CodeDdl(targets), TxStatus::Idle | TxStatus::InTransaction) => {
-                        recorder.ddl_with_write_check(targets, at.tx_status == TxStatus::Idle)
+                let (plan, mode) = match (what, at.tx_status) {
+                    (Extended::Begin, TxStatus::Idle) => {
+                        (recorder.begin_read_write(), BatchMode::Plain)
                     }
-                    (Extended::Read, TxStatus::InTransaction) => recorder.read_in_transaction(),
+                    (Extended::Ddl, TxStatus::Idle) => {
+                        (recorder.ddl_in_autocommit(), BatchMode::ReadWrite)
+                    }
+                    (Extended::CodeDdl(targets), TxStatus::Idle | TxStatus::InTransaction) => (
+                        recorder.ddl_with_write_check(targets, at.tx_status == TxStatus::Idle),
+                        BatchMode::Checked,
+                    ),
+                    (Extended::Read, TxStatus::InTransaction) => {
+                        (recorder.read_in_transaction(), BatchMode::ReadOnly)
+                    }
                     (Extended::LockingRead, TxStatus::InTransaction) => {
-                        recorder.locking_read_in_transaction()
+                        (recorder.locking_read_in_transaction(), BatchMode::Checked)
                     }
                     _ => return Decision::Forward,
                 };
                 self.batch_wrapped = Some(statement.to_string());
+                self.batch_mode = mode;
                 Decision::Rewrite(plan)
             }
             _ => Decision::Forward,

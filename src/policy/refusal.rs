@@ -113,6 +113,10 @@ impl Refusal {
                         "a write must start its own extended-protocol batch to be recorded",
                         "Send Sync before executing the write (one statement per pipeline step)",
                     ),
+                    U::MidBatchUnguarded => (
+                        "a statement in the middle of an extended-protocol batch that runs read-write cannot be kept read-only",
+                        "Send Sync before this statement (one statement per pipeline step)",
+                    ),
                     U::Rewrite => (
                         "the DELETE could not be turned into a soft delete faithfully",
                         "Rewrite it as a plain DELETE … WHERE on one table, or ask for an approval",

@@ -393,11 +393,21 @@ impl Relay {
             self.batch = Batch::Discarding;
             return;
         }
-        let poison = self.next_poison(error);
-        let sql = poison.sql();
         if matches!(self.batch, Batch::Closed) {
             self.open_batch(Vec::new(), None);
         }
+        if let Some(Unit {
+            origin: Origin::Client {
+                poison: Some(_), ..
+            },
+        }) = self.pending.back()
+        {
+            // The batch already fails at an earlier poison: the server discards the rest
+            // up to Sync, and the client gets the first refusal, as from a server.
+            return;
+        }
+        let poison = self.next_poison(error);
+        let sql = poison.sql();
         if let Some(Unit {
             origin: Origin::Client { poison: slot, .. },
         }) = self.pending.back_mut()
@@ -521,6 +531,8 @@ impl Relay {
                 BackendTag::ErrorResponse => {
                     if let Some(p) = poison.take_if(|p| is_poison_error(&frame, p)) {
                         self.to_client.extend_from_slice(p.error.to_frame().bytes());
+                        // The statements pgbelay runs after it only echo the failure.
+                        self.group_failed = true;
                         false
                     } else {
                         server_error(&mut self.group_failed, &self.metrics, &frame)
