@@ -366,6 +366,38 @@ async fn locking_reads_in_a_transaction_cannot_hide_writes() {
         0,
         "read {read:?}, commit {commit:?}"
     );
+    // A function that empties a table (TRUNCATE resets the table's counts) or drops one.
+    admin
+        .batch_execute(
+            "CREATE TABLE doomed (id int); INSERT INTO doomed VALUES (1); \
+             CREATE FUNCTION wipe() RETURNS int LANGUAGE plpgsql AS \
+             $$ BEGIN DELETE FROM side_effects; TRUNCATE doomed; RETURN 1; END $$; \
+             CREATE FUNCTION vanish() RETURNS int LANGUAGE plpgsql AS \
+             $$ BEGIN DROP TABLE doomed; RETURN 1; END $$",
+        )
+        .await
+        .expect("functions");
+    for (function, what) in [("wipe", "a truncate"), ("vanish", "a drop")] {
+        client.batch_execute("BEGIN").await.expect("begin");
+        client
+            .batch_execute("INSERT INTO doomed VALUES (2)")
+            .await
+            .expect("a recorded write first");
+        let err = client
+            .batch_execute(&format!(
+                "SELECT {function}() FROM orders WHERE id = 6 FOR UPDATE"
+            ))
+            .await
+            .expect_err(what);
+        assert_eq!(
+            sqlstate(&err).as_deref(),
+            Some("25006"),
+            "{what}: {}",
+            show(&err)
+        );
+        client.batch_execute("ROLLBACK").await.expect("rollback");
+    }
+    assert_eq!(count(&admin, "SELECT count(*) FROM doomed").await, 1);
     // The session carries on.
     client
         .batch_execute("UPDATE orders SET total = 7 WHERE id = 5")

@@ -4,20 +4,7 @@
 //! with the token's id, in the same transaction.
 
 use super::AuditError;
-use super::schema::{check_schema_name, quote_ident, quote_literal};
-
-/// A table as the client named it, as a `regclass` expression resolved with the session's
-/// search_path; `if_exists` gives NULL instead of an error for a missing table.
-fn regclass(table: &str, if_exists: bool) -> Result<String, AuditError> {
-    let literal = quote_literal(table).map_err(|_| AuditError::Nul {
-        what: "the table name",
-    })?;
-    Ok(if if_exists {
-        format!("pg_catalog.to_regclass({literal})")
-    } else {
-        format!("{literal}::pg_catalog.regclass")
-    })
-}
+use super::schema::{check_schema_name, quote_ident, quote_literal, regclass};
 
 /// `SELECT <audit>.record_change(kind, schema, name)`: one change row for a statement no
 /// trigger records (approved DDL), with the announced statement's approval.

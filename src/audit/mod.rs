@@ -60,6 +60,7 @@ mod schema;
 pub mod undo;
 
 pub use approved::{prepare_truncate_sql, record_change_sql, recycle_tables_sql};
+pub(crate) use schema::regclass;
 
 pub use images::Change;
 pub use schema::{

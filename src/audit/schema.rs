@@ -200,12 +200,7 @@ pub fn begin_statement_sql(audit_schema: &str, meta: &StatementMeta) -> Result<S
         None => Ok("NULL".to_string()),
     };
     let rel = match &meta.table {
-        Some(table) => format!(
-            "{}::pg_catalog.regclass",
-            quote_literal(table).map_err(|_| AuditError::Nul {
-                what: "the table name"
-            })?
-        ),
+        Some(table) => regclass(table, false)?,
         None => "NULL".to_string(),
     };
     let statement = quote_literal(&meta.statement).map_err(|_| AuditError::Nul {
@@ -246,13 +241,24 @@ pub fn begin_statement_sql(audit_schema: &str, meta: &StatementMeta) -> Result<S
 /// resolved with the session's search_path) has its shadow table and capture triggers.
 pub fn prepare_table_sql(audit_schema: &str, table: &str) -> Result<String, AuditError> {
     check_schema_name(audit_schema)?;
-    let table = quote_literal(table).map_err(|_| AuditError::Nul {
+    Ok(format!(
+        "SELECT {}.prepare_table({})",
+        quote_ident(audit_schema),
+        regclass(table, false)?
+    ))
+}
+
+/// A table as the client named it, as a `regclass` expression resolved with the session's
+/// search_path; `if_exists` gives NULL instead of an error for a missing table.
+pub(crate) fn regclass(table: &str, if_exists: bool) -> Result<String, AuditError> {
+    let literal = quote_literal(table).map_err(|_| AuditError::Nul {
         what: "the table name",
     })?;
-    Ok(format!(
-        "SELECT {}.prepare_table({table}::pg_catalog.regclass)",
-        quote_ident(audit_schema)
-    ))
+    Ok(if if_exists {
+        format!("pg_catalog.to_regclass({literal})")
+    } else {
+        format!("{literal}::pg_catalog.regclass")
+    })
 }
 
 /// `SELECT <audit>.end_statement()`: ends the announced statement (later writes of the

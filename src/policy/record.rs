@@ -34,20 +34,16 @@ use crate::approval::Approval;
 /// Name of the savepoint that makes a read inside a client transaction read-only.
 const READ_SAVEPOINT: &str = "pgbelay_read";
 
-/// Transaction-local setting holding [`TUPLES_CHANGED`] before a locking read.
-const TUPLES_BEFORE_READ: &str = "pgbelay.tuples_before_read";
+/// Transaction-local setting holding, before a statement the hidden-write check guards,
+/// `oid:changes` of every table the transaction has changed rows of so far.
+const TUPLES_BEFORE: &str = "pgbelay.tuples_before";
 
-/// Transaction-local setting holding `oid:changes` of every table with row changes before
-/// DDL that runs the user's code ([`Recorder::ddl_with_write_check`]).
-const TUPLES_BEFORE_DDL: &str = "pgbelay.tuples_before_ddl";
-
-/// Rows the current transaction inserted, updated or deleted so far, in every table (the
-/// catalogs included, so DDL counts too): PostgreSQL's own per-transaction statistics,
-/// which row locks do not move.
-const TUPLES_CHANGED: &str = "SELECT coalesce(pg_catalog.sum(\
-     pg_catalog.pg_stat_get_xact_tuples_inserted(c.oid) + pg_catalog.pg_stat_get_xact_tuples_updated(c.oid) \
-     + pg_catalog.pg_stat_get_xact_tuples_deleted(c.oid)), 0) \
-     FROM pg_catalog.pg_class c WHERE c.relkind IN ('r', 'p', 'm', 't')";
+/// Rows the current transaction inserted, updated or deleted so far in table `c`:
+/// PostgreSQL's own per-transaction statistics, which row locks do not move (and a
+/// TRUNCATE resets, so the check compares with `<>`).
+const TUPLES_OF_C: &str = "(pg_catalog.pg_stat_get_xact_tuples_inserted(c.oid) \
+     + pg_catalog.pg_stat_get_xact_tuples_updated(c.oid) \
+     + pg_catalog.pg_stat_get_xact_tuples_deleted(c.oid))";
 
 /// What a recorded write needs, decided once per statement text (and reused at every Bind
 /// of a prepared statement).
@@ -64,9 +60,9 @@ pub struct RecordedWrite {
     copy: bool,
     /// After the statement: the change row of an approved statement no trigger records.
     markers: Vec<String>,
-    /// `SELECT <audit>.prepare_table(...)` for the target table, run ahead of a named
-    /// Parse (see [`Recorder::plan_parse`]).
-    prepare: Option<String>,
+    /// The target table, prepared for recording ahead of a named Parse in a transaction
+    /// (see [`Recorder::plan_parse`]).
+    prepare: Option<QualifiedName>,
 }
 
 /// A statement as the client sent it.
@@ -89,17 +85,23 @@ pub struct Recorder {
     /// The statement that makes sure the audit schema exists (built once: it embeds the
     /// whole install script).
     ensure_schema: Arc<str>,
+    /// The hidden-write check around a locking read (built once: it is the same for
+    /// every one).
+    locking_read_check: Arc<(String, String)>,
 }
 
 impl Recorder {
     /// From the proxy's settings.
     pub fn new(settings: &Settings) -> Self {
-        Self {
+        let mut recorder = Self {
             audit_schema: Arc::from(settings.audit_schema.as_str()),
             soft_delete_column: Arc::from(settings.soft_delete_column.as_str()),
             max_rows: settings.max_rows,
             ensure_schema: Arc::from(ensure_schema(&settings.audit_schema)),
-        }
+            locking_read_check: Arc::default(),
+        };
+        recorder.locking_read_check = Arc::new(recorder.hidden_write_check(&[], true));
+        recorder
     }
 
     /// Statements that start every session: reads run read-only unless pgbelay opens a
@@ -146,15 +148,13 @@ impl Recorder {
         let meta = self.meta(info, Some(target), recorded_kind, client_sql, approval);
         let begin = audit::begin_statement_sql(&self.audit_schema, &meta)
             .map_err(|_| unrecordable(Unrecordable::Rewrite))?;
-        let prepare = audit::prepare_table_sql(&self.audit_schema, &target.to_string())
-            .map_err(|_| unrecordable(Unrecordable::Rewrite))?;
         Ok(RecordedWrite {
             begin: vec![begin],
             replacement,
             rename_tag,
             copy: kind == WriteKind::CopyFrom,
             markers: Vec::new(),
-            prepare: Some(prepare),
+            prepare: Some(target.clone()),
         })
     }
 
@@ -306,6 +306,16 @@ impl Recorder {
         }
     }
 
+    /// Only the statement's text (and tag) as the write needs them: a Parse whose Binds
+    /// are wrapped, or that is refused at its Bind.
+    pub fn text_only(write: &RecordedWrite) -> Plan {
+        Plan {
+            sql: write.replacement.clone(),
+            rename_tag: write.rename_tag.clone(),
+            ..Plan::default()
+        }
+    }
+
     /// A named Parse of `write`, at the start of a batch: only the text changes (its Binds
     /// are wrapped). Inside the client's transaction the target table is also prepared
     /// for recording first: the Parse takes ROW EXCLUSIVE on the table, held to the end of
@@ -314,17 +324,14 @@ impl Recorder {
     /// waits instead. (In autocommit the Parse's lock ends with its own batch.) A failed
     /// preparation fails the Parse, as it would fail the write.
     pub fn plan_parse(&self, write: &RecordedWrite, at: Position, check_schema: bool) -> Plan {
-        let plan = self.plan(write, at, false);
-        let mut parse = Plan {
-            sql: plan.sql,
-            rename_tag: plan.rename_tag,
-            ..Plan::default()
-        };
-        if let (Some(prepare), TxStatus::InTransaction) = (&write.prepare, at.tx_status) {
+        let mut parse = Self::text_only(write);
+        if let (Some(target), TxStatus::InTransaction) = (&write.prepare, at.tx_status)
+            && let Ok(prepare) = audit::prepare_table_sql(&self.audit_schema, &target.to_string())
+        {
             if check_schema {
                 parse.before.push(self.ensure_schema.to_string());
             }
-            parse.before.push(prepare.clone());
+            parse.before.push(prepare);
         }
         parse
     }
@@ -352,33 +359,97 @@ impl Recorder {
 
     /// A read that locks rows (`FOR UPDATE` / `SHARE`) inside the client's transaction:
     /// PostgreSQL refuses row locks in a read-only transaction, so it cannot run in the
-    /// read-only savepoint. Instead the transaction's own row-change statistics are read
-    /// before and after it; when a function it called wrote (rows or DDL: nothing pgbelay
-    /// could record), the statement after it raises, which aborts the client's
-    /// transaction, so none of it can commit.
+    /// read-only savepoint; it gets the hidden-write check instead ([`Self::hidden_write_check`],
+    /// catalogs included, so a function's DDL shows too).
     pub fn locking_read_in_transaction(&self) -> Plan {
-        let check = format!(
-            "DO $pgbelay_locking_read$ BEGIN \
-             IF NOT pg_catalog.current_setting('track_counts')::bool THEN \
-             RAISE EXCEPTION USING ERRCODE = '25006', \
-             MESSAGE = 'pgbelay: refused: a read that locks rows inside a transaction cannot be checked for hidden writes while track_counts is off', \
-             DETAIL = 'statement class: hidden write', \
-             HINT = 'The transaction is aborted: ROLLBACK. The check needs track_counts = on (the default).'; \
-             END IF; \
-             IF ({TUPLES_CHANGED}) <> pg_catalog.current_setting('{TUPLES_BEFORE_READ}')::numeric THEN \
-             RAISE EXCEPTION USING ERRCODE = '25006', \
-             MESSAGE = 'pgbelay: refused: a read that locks rows wrote to the database (through a function it called), which pgbelay cannot record', \
-             DETAIL = 'statement class: hidden write', \
-             HINT = 'The transaction is aborted: ROLLBACK. Run the write as its own statement, so that it is recorded.'; \
-             END IF; END $pgbelay_locking_read$"
-        );
+        let (before, after) = self.locking_read_check.as_ref().clone();
         Plan {
-            before: vec![format!(
-                "SELECT pg_catalog.set_config('{TUPLES_BEFORE_READ}', ({TUPLES_CHANGED})::text, true)"
-            )],
-            after: vec![check],
+            before: vec![before],
+            after: vec![after],
             ..Plan::default()
         }
+    }
+
+    /// DDL that runs the user's code over rows (CREATE TABLE AS, REFRESH MATERIALIZED
+    /// VIEW, ALTER TABLE computing a default or checking a constraint): it must run
+    /// read-write, so, like a locking read, it gets the hidden-write check, with the
+    /// relations it fills or alters (`targets`) and the catalogs (which DDL writes) left
+    /// out. In autocommit it runs in a transaction of pgbelay's own, so the DDL goes with
+    /// the refusal.
+    pub fn ddl_with_write_check(&self, targets: &[QualifiedName], autocommit: bool) -> Plan {
+        let (before, after) = self.hidden_write_check(targets, false);
+        let mut plan = Plan {
+            before: vec![before],
+            after: vec![after],
+            ..Plan::default()
+        };
+        if autocommit {
+            plan.before.insert(0, "BEGIN READ WRITE".to_string());
+            plan.after.push("COMMIT".to_string());
+        }
+        plan
+    }
+
+    /// The statements before and after something that must run read-write in a
+    /// transaction yet may not write unrecorded. Before it, the transaction's row changes
+    /// per table are noted ([`TUPLES_BEFORE`]); after it, a table whose count differs, or
+    /// that is gone, means a function it called wrote, and the statement raises 25006,
+    /// which aborts the transaction. Left out: `own` (what the statement itself fills),
+    /// the audit trail, temporary tables, and unless `catalogs`, the system catalogs.
+    fn hidden_write_check(&self, own: &[QualifiedName], catalogs: bool) -> (String, String) {
+        let literal = |name: &str| audit::quote_literal(name).unwrap_or_else(|_| "''".to_string());
+        let audit = literal(&self.audit_schema);
+        let trash = literal(&format!("{}_trash", self.audit_schema));
+        let system = if catalogs {
+            String::new()
+        } else {
+            "AND ns.nspname NOT IN ('pg_catalog', 'information_schema') ".to_string()
+        };
+        let tables = format!(
+            "SELECT c.oid, {TUPLES_OF_C} AS n FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p', 'm') {system}\
+             AND ns.nspname NOT IN ({audit}, {trash}) \
+             AND pg_catalog.left(ns.nspname, 8) <> 'pg_temp_' \
+             AND pg_catalog.left(ns.nspname, 9) <> 'pg_toast_'"
+        );
+        let snapshot = format!(
+            "SELECT pg_catalog.set_config('{TUPLES_BEFORE}', coalesce((\
+             SELECT pg_catalog.string_agg(t.oid::pg_catalog.text || ':' || t.n::pg_catalog.text, ',') \
+             FROM ({tables}) t WHERE t.n > 0), ''), true)"
+        );
+        let own = own
+            .iter()
+            .filter_map(|t| audit::regclass(&t.to_string(), true).ok())
+            .map(|rel| format!("coalesce({rel}::pg_catalog.oid, 0)"))
+            .chain(std::iter::once("0".to_string()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let check = format!(
+            "DO $pgbelay_check$ DECLARE v_written text; BEGIN \
+             IF NOT pg_catalog.current_setting('track_counts')::bool THEN \
+             RAISE EXCEPTION USING ERRCODE = '25006', \
+             MESSAGE = 'pgbelay: refused: the statement cannot be checked for hidden writes while track_counts is off', \
+             DETAIL = 'statement class: hidden write', \
+             HINT = 'The statement is rolled back (inside your transaction: the transaction is aborted, ROLLBACK). The check needs track_counts = on (the default).'; \
+             END IF; \
+             WITH before AS (SELECT pg_catalog.split_part(x, ':', 1)::pg_catalog.oid AS oid, \
+             pg_catalog.split_part(x, ':', 2)::pg_catalog.int8 AS n \
+             FROM pg_catalog.unnest(pg_catalog.string_to_array(pg_catalog.current_setting('{TUPLES_BEFORE}'), ',')) x), \
+             now AS ({tables}) \
+             SELECT pg_catalog.string_agg(coalesce(now.oid::pg_catalog.regclass::pg_catalog.text, \
+             'a table dropped since (oid ' || b.oid || ')'), ', ') INTO v_written \
+             FROM now FULL JOIN before b ON b.oid = now.oid \
+             WHERE coalesce(now.oid, b.oid) NOT IN ({own}) \
+             AND (now.oid IS NULL OR now.n <> coalesce(b.n, 0)); \
+             IF v_written IS NOT NULL THEN \
+             RAISE EXCEPTION USING ERRCODE = '25006', \
+             MESSAGE = 'pgbelay: refused: the statement wrote to ' || v_written || ' through a function it called (it wrote to the database, where pgbelay cannot record it)', \
+             DETAIL = 'statement class: hidden write', \
+             HINT = 'The statement is rolled back (inside your transaction: the transaction is aborted, ROLLBACK). Run the write as its own statement, so that it is recorded.'; \
+             END IF; END $pgbelay_check$"
+        );
+        (snapshot, check)
     }
 
     /// Additive DDL that runs none of the user's code, in autocommit: the session's
@@ -391,76 +462,6 @@ impl Recorder {
             after: self.session_start(),
             ..Plan::default()
         }
-    }
-
-    /// DDL that runs the user's code over rows (CREATE TABLE AS, REFRESH MATERIALIZED
-    /// VIEW, ALTER TABLE computing a default or checking a constraint): it must run
-    /// read-write, so, like a locking read, it is checked instead. Before it, the
-    /// transaction's row-change count of every table it has touched is noted; after it,
-    /// a table the statement does not itself fill or alter (`targets`) with more changes
-    /// (the catalogs, the audit trail and temporary tables aside) means a function it
-    /// called wrote, and the statement after it raises. In autocommit it runs in a
-    /// transaction of pgbelay's own, so the DDL goes with the refusal.
-    pub fn ddl_with_write_check(&self, targets: &[QualifiedName], autocommit: bool) -> Plan {
-        const COUNT: &str = "(pg_catalog.pg_stat_get_xact_tuples_inserted(c.oid) \
-             + pg_catalog.pg_stat_get_xact_tuples_updated(c.oid) \
-             + pg_catalog.pg_stat_get_xact_tuples_deleted(c.oid))";
-        let snapshot = format!(
-            "SELECT pg_catalog.set_config('{TUPLES_BEFORE_DDL}', coalesce((\
-             SELECT pg_catalog.string_agg(c.oid::pg_catalog.text || ':' || c.n::pg_catalog.text, ',') \
-             FROM (SELECT c.oid, {COUNT} AS n FROM pg_catalog.pg_class c \
-             WHERE c.relkind IN ('r', 'p', 'm')) c WHERE c.n > 0), ''), true)"
-        );
-        let literal = |name: &str| audit::quote_literal(name).unwrap_or_else(|_| "''".to_string());
-        let own = targets
-            .iter()
-            .map(|t| {
-                format!(
-                    "coalesce(pg_catalog.to_regclass({})::pg_catalog.oid, 0)",
-                    literal(&t.to_string())
-                )
-            })
-            .chain(std::iter::once("0".to_string()))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let audit = literal(&self.audit_schema);
-        let trash = literal(&format!("{}_trash", self.audit_schema));
-        let check = format!(
-            "DO $pgbelay_ddl$ DECLARE v_written text; BEGIN \
-             IF NOT pg_catalog.current_setting('track_counts')::bool THEN \
-             RAISE EXCEPTION USING ERRCODE = '25006', \
-             MESSAGE = 'pgbelay: refused: DDL that runs functions over rows cannot be checked for hidden writes while track_counts is off', \
-             DETAIL = 'statement class: hidden write', \
-             HINT = 'The statement is rolled back (inside your transaction: the transaction is aborted, ROLLBACK). The check needs track_counts = on (the default).'; \
-             END IF; \
-             WITH before AS (SELECT pg_catalog.split_part(x, ':', 1)::pg_catalog.oid AS oid, \
-             pg_catalog.split_part(x, ':', 2)::pg_catalog.int8 AS n \
-             FROM pg_catalog.unnest(pg_catalog.string_to_array(pg_catalog.current_setting('{TUPLES_BEFORE_DDL}'), ',')) x) \
-             SELECT pg_catalog.string_agg(c.oid::pg_catalog.regclass::pg_catalog.text, ', ') INTO v_written \
-             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace \
-             LEFT JOIN before b ON b.oid = c.oid \
-             WHERE c.relkind IN ('r', 'p', 'm') \
-             AND ns.nspname NOT IN ('pg_catalog', 'information_schema', {audit}, {trash}) \
-             AND pg_catalog.left(ns.nspname, 8) <> 'pg_temp_' AND pg_catalog.left(ns.nspname, 9) <> 'pg_toast_' \
-             AND c.oid NOT IN ({own}) \
-             AND {COUNT} > coalesce(b.n, 0); \
-             IF v_written IS NOT NULL THEN \
-             RAISE EXCEPTION USING ERRCODE = '25006', \
-             MESSAGE = 'pgbelay: refused: the statement wrote to ' || v_written || ' through a function it called, which pgbelay cannot record', \
-             DETAIL = 'statement class: hidden write', \
-             HINT = 'The statement is rolled back (inside your transaction: the transaction is aborted, ROLLBACK). Run the write as its own statement, so that it is recorded.'; \
-             END IF; END $pgbelay_ddl$"
-        );
-        let mut plan = Plan {
-            before: vec![snapshot],
-            after: vec![check],
-            ..Plan::default()
-        };
-        if autocommit {
-            plan.before.insert(0, "BEGIN READ WRITE".to_string());
-            plan.after.push("COMMIT".to_string());
-        }
-        plan
     }
 
     /// The client's `BEGIN`: its transaction may write (recorded), unlike the session's

@@ -116,6 +116,7 @@ BEGIN
 DECLARE
     v_id bigint;
     v_rows bigint;
+    v_max bigint;
 BEGIN
     -- Not announced by begin_statement (a direct connection): not recorded.
     IF coalesce(current_setting('pgbelay.statement', true), '') = '' THEN
@@ -141,8 +142,9 @@ BEGIN
         SELECT %7$s pgbelay_capture.v_id, 'before' FROM pgbelay_old pgbelay_row;
         GET DIAGNOSTICS pgbelay_capture.v_rows = ROW_COUNT;
     END IF;
-    IF pgbelay_capture.v_rows > coalesce(nullif(current_setting('pgbelay.max_rows', true), '')::bigint, -1)
-       AND coalesce(current_setting('pgbelay.max_rows', true), '') NOT IN ('', '-1') THEN
+    -- max_rows: unset or -1 means no limit.
+    pgbelay_capture.v_max := nullif(current_setting('pgbelay.max_rows', true), '')::bigint;
+    IF pgbelay_capture.v_max >= 0 AND pgbelay_capture.v_rows > pgbelay_capture.v_max THEN
         PERFORM %2$s._check_blast_radius(TG_OP, TG_RELID, pgbelay_capture.v_rows);
     END IF;
     -- A statement that changed nothing is not a change.
