@@ -29,10 +29,7 @@ use super::refusal::Refusal;
 use super::{
     Context, Judgement, Prepared, PreparedChange, StatementClass, Verdict, judge_analyzed,
 };
-use crate::sql::{
-    QualifiedName, TransactionStart, ddl_runs_no_user_code, ddl_targets, has_locking_clause,
-    transaction_start,
-};
+use crate::sql::{QualifiedName, TransactionStart, has_locking_clause, transaction_start};
 
 /// Statements longer than this (bytes) are parsed every time instead of cached.
 pub const MAX_CACHED_LEN: usize = 64 * 1024;
@@ -190,7 +187,7 @@ enum Extended {
     LockingRead,
     /// `BEGIN` / `START TRANSACTION` asking for a read-write transaction.
     Begin,
-    /// Additive DDL that runs none of the user's code (see [`ddl_runs_no_user_code`]).
+    /// Additive DDL that runs none of the user's code (see `Statement::runs_user_code`).
     Ddl,
     /// Additive DDL that runs the user's code over rows, with the relations it fills.
     CodeDdl(Vec<QualifiedName>),
@@ -396,15 +393,33 @@ impl GuardSession {
             && transaction_start(sql, dialect) == Some(TransactionStart::ReadWrite);
         // A read that locks rows cannot run read-only: in a transaction it is checked for
         // hidden writes instead; in autocommit the server refuses its locks.
-        let locking = all_reads && has_locking_clause(sql);
+        // Only asked where the answer is used (a Query in autocommit runs read-only either
+        // way): the lexer pass is the guard's main cost on a read the cache answers.
+        let locking = all_reads
+            && (parse_name.is_some() || at.tx_status == TxStatus::InTransaction)
+            && has_locking_clause(sql);
         let guarded_read = all_reads && !locking;
         // SPEC B4: additive DDL is allowed; the read-only default must not refuse it.
         let all_ddl = !statements.is_empty()
             && statements
                 .iter()
                 .all(|s| s.class == StatementClass::AdditiveDdl);
-        let ddl = all_ddl && ddl_runs_no_user_code(sql, dialect);
-        let code_ddl = (all_ddl && !ddl).then(|| ddl_targets(sql, dialect).unwrap_or_default());
+        // DDL that runs user code over rows gets the hidden-write check, with what it fills
+        // itself left out (from the cached analysis: no second parse). DDL reached through
+        // EXECUTE of a prepared statement is not seen here, so it is checked too.
+        let code_ddl = all_ddl
+            .then(|| {
+                let analyzed = analysis.as_ref().as_ref().map(Vec::as_slice).unwrap_or(&[]);
+                let direct = !analyzed.is_empty()
+                    && analyzed
+                        .iter()
+                        .all(|s| matches!(s.kind, Kind::AdditiveDdl | Kind::AlterTable(_)));
+                let runs = analyzed.iter().filter_map(|s| s.runs_user_code.as_ref());
+                (!direct || runs.clone().next().is_some())
+                    .then(|| runs.flatten().cloned().collect::<Vec<QualifiedName>>())
+            })
+            .flatten();
+        let ddl = all_ddl && code_ddl.is_none();
         if let Some(name) = parse_name {
             let what = if guarded_read {
                 Extended::Read
@@ -489,12 +504,7 @@ impl GuardSession {
             if !at.batch_start {
                 // Only the text changes here; its Bind decides (and refuses when it cannot
                 // be wrapped).
-                let plan = recorder.plan(&recorded, at, false);
-                return Decision::Rewrite(Plan {
-                    sql: plan.sql,
-                    rename_tag: plan.rename_tag,
-                    ..Plan::default()
-                });
+                return Decision::Rewrite(Recorder::text_only(&recorded));
             }
             if !name.is_empty() {
                 if at.pipelined {

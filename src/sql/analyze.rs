@@ -185,6 +185,13 @@ pub struct Statement {
     /// Every relation a DDL or write statement names, and every schema a DDL names (as a
     /// name with no schema), so the policy can protect the audit schema.
     pub touched: Vec<QualifiedName>,
+    /// For DDL that evaluates expressions over rows as it runs, so may call any function
+    /// (CREATE TABLE AS, REFRESH MATERIALIZED VIEW, ALTER TABLE, ALTER DOMAIN): the
+    /// relations it fills or alters itself. `None` for everything else, DDL that runs none
+    /// of the session's code included (index expressions must be IMMUTABLE, and
+    /// PostgreSQL runs non-volatile functions read-only; CREATE EXTENSION runs the
+    /// server's installed script).
+    pub runs_user_code: Option<Vec<QualifiedName>>,
 }
 
 /// Parses `sql` and analyses each of its statements.
@@ -203,15 +210,29 @@ fn statement(text: &str, tree: &Node) -> Statement {
         functions: Vec::new(),
         settings: Vec::new(),
         touched: Vec::new(),
+        runs_user_code: None,
     };
     if let Some(n) = &tree.node {
         s.kind = kind(n, &mut s);
+        s.runs_user_code = runs_user_code(n);
     }
     collect(tree, &mut s);
     if !matches!(s.kind, Kind::Read | Kind::SessionControl) {
         touched(tree, &mut s.touched);
     }
     s
+}
+
+/// See [`Statement::runs_user_code`].
+fn runs_user_code(n: &N) -> Option<Vec<QualifiedName>> {
+    let own = |rel: Option<&pb::RangeVar>| rel.map(range_var).into_iter().collect();
+    match n {
+        N::CreateTableAsStmt(c) => Some(own(c.into.as_ref().and_then(|i| i.rel.as_ref()))),
+        N::RefreshMatViewStmt(r) => Some(own(r.relation.as_ref())),
+        N::AlterTableStmt(a) => Some(own(a.relation.as_ref())),
+        N::AlterDomainStmt(_) => Some(Vec::new()),
+        _ => None,
+    }
 }
 
 /// The top-level kind; PREPARE and EXPLAIN recurse into their statement.
@@ -620,4 +641,81 @@ fn touched(tree: &Node, out: &mut Vec<QualifiedName>) {
         }
         Step::Into
     });
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    /// What the guard asks: the relations DDL that runs user code fills (`None`: does not
+    /// parse).
+    fn ddl_targets(sql: &str, d: Dialect) -> Option<Vec<QualifiedName>> {
+        let statements = analyze(sql, d).ok()?;
+        Some(
+            statements
+                .into_iter()
+                .flat_map(|s| s.runs_user_code.unwrap_or_default())
+                .collect(),
+        )
+    }
+
+    /// What the guard asks: every statement is additive DDL that runs no user code.
+    fn ddl_runs_no_user_code(sql: &str, d: Dialect) -> bool {
+        let Ok(statements) = analyze(sql, d) else {
+            return false;
+        };
+        !statements.is_empty()
+            && statements.iter().all(|s| {
+                let additive = match &s.kind {
+                    Kind::AdditiveDdl => true,
+                    Kind::AlterTable(actions) => actions.iter().all(|a| *a == AlterAction::Other),
+                    _ => false,
+                };
+                additive && s.runs_user_code.is_none()
+            })
+    }
+
+    #[test]
+    fn ddl_targets_are_the_relations_it_fills() {
+        let d = Dialect::default();
+        let names = |sql| {
+            ddl_targets(sql, d).map(|t| t.iter().map(ToString::to_string).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            names(
+                "CREATE TABLE s.\"New\" AS SELECT 1; REFRESH MATERIALIZED VIEW m; ALTER TABLE t ADD c int"
+            ),
+            Some(vec![
+                "s.\"New\"".to_string(),
+                "m".to_string(),
+                "t".to_string()
+            ])
+        );
+        assert_eq!(names("CREATE INDEX ON t (c)"), Some(vec![]));
+        assert_eq!(names("CREATE TABLE ("), None);
+    }
+
+    #[test]
+    fn ddl_that_runs_no_user_code() {
+        let d = Dialect::default();
+        for sql in [
+            "CREATE TABLE t (id int DEFAULT f())",
+            "CREATE INDEX CONCURRENTLY i ON t (lower(v))",
+            "CREATE VIEW v AS SELECT f()",
+            "GRANT SELECT ON t TO r; COMMENT ON TABLE t IS 'x'",
+            "CREATE EXTENSION x",
+        ] {
+            assert!(ddl_runs_no_user_code(sql, d), "{sql}");
+        }
+        for sql in [
+            "CREATE TABLE t AS SELECT f()",
+            "REFRESH MATERIALIZED VIEW m",
+            "ALTER TABLE t ADD COLUMN c int DEFAULT f()",
+            "CREATE TABLE t (id int); SELECT f()",
+            "CREATE TABLE (",
+            "",
+        ] {
+            assert!(!ddl_runs_no_user_code(sql, d), "{sql}");
+        }
+    }
 }

@@ -22,6 +22,6 @@ pub use canonical::{
     CanonicalError, DropTables, TruncateTables, canonical, comments, drop_tables, truncate_tables,
 };
 pub use parse::{
-    Dialect, ParseError, TransactionStart, ddl_runs_no_user_code, ddl_targets, has_locking_clause,
-    numeric_masked_key, transaction_start,
+    Dialect, ParseError, TransactionStart, has_locking_clause, numeric_masked_key,
+    transaction_start,
 };

@@ -108,80 +108,6 @@ pub fn transaction_start(sql: &str, dialect: Dialect) -> Option<TransactionStart
     })
 }
 
-/// Whether every statement of `sql` is DDL that runs none of the user's code as it
-/// executes (CREATE TABLE, CREATE INDEX [CONCURRENTLY], CREATE VIEW / FUNCTION / TRIGGER,
-/// GRANT, COMMENT, …): such DDL cannot hide a write, so it may run outside the read-only
-/// guard. `false` for DDL that evaluates expressions over rows (CREATE TABLE AS, REFRESH
-/// MATERIALIZED VIEW, ALTER TABLE and ALTER DOMAIN, which may compute defaults or check
-/// constraints with any function), for anything else, and for text that does not parse.
-/// Index expressions are safe: PostgreSQL requires them IMMUTABLE and runs non-volatile
-/// functions read-only. CREATE EXTENSION runs the server's installed script, not the
-/// session's code.
-pub fn ddl_runs_no_user_code(sql: &str, dialect: Dialect) -> bool {
-    use pg_query::protobuf::node::Node as N;
-    let Ok(statements) = parse(sql, dialect) else {
-        return false;
-    };
-    !statements.is_empty()
-        && statements.iter().all(|s| {
-            matches!(
-                s.tree.as_deref().and_then(|t| t.node.as_ref()),
-                Some(
-                    N::CreateStmt(_)
-                        | N::IndexStmt(_)
-                        | N::CreateSchemaStmt(_)
-                        | N::CreateSeqStmt(_)
-                        | N::AlterSeqStmt(_)
-                        | N::CreateDomainStmt(_)
-                        | N::CompositeTypeStmt(_)
-                        | N::CreateEnumStmt(_)
-                        | N::CreateRangeStmt(_)
-                        | N::AlterEnumStmt(_)
-                        | N::CreateRoleStmt(_)
-                        | N::AlterRoleStmt(_)
-                        | N::GrantStmt(_)
-                        | N::GrantRoleStmt(_)
-                        | N::AlterDefaultPrivilegesStmt(_)
-                        | N::CommentStmt(_)
-                        | N::RenameStmt(_)
-                        | N::AlterObjectSchemaStmt(_)
-                        | N::AlterOwnerStmt(_)
-                        | N::CreateStatsStmt(_)
-                        | N::CreatePolicyStmt(_)
-                        | N::CreateEventTrigStmt(_)
-                        | N::CreateExtensionStmt(_)
-                        | N::DefineStmt(_)
-                        | N::CreatedbStmt(_)
-                        | N::AlterFunctionStmt(_)
-                        | N::ViewStmt(_)
-                        | N::CreateFunctionStmt(_)
-                        | N::CreateTrigStmt(_)
-                )
-            )
-        })
-}
-
-/// The relations DDL statements fill or rewrite as they run (the table CREATE TABLE AS
-/// creates, the materialized view REFRESH refills, the table ALTER TABLE alters): their
-/// own row changes are the statement's work, not hidden writes. Empty for other
-/// statements; `None` when `sql` does not parse.
-pub fn ddl_targets(sql: &str, dialect: Dialect) -> Option<Vec<super::QualifiedName>> {
-    use pg_query::protobuf::node::Node as N;
-    let statements = parse(sql, dialect).ok()?;
-    Some(
-        statements
-            .iter()
-            .filter_map(|s| match s.tree.as_deref()?.node.as_ref()? {
-                N::CreateTableAsStmt(c) => c.into.as_ref()?.rel.as_ref(),
-                N::RefreshMatViewStmt(r) => r.relation.as_ref(),
-                N::AlterTableStmt(a) => a.relation.as_ref(),
-                _ => None,
-            })
-            .map(super::analyze::range_var)
-            .collect(),
-    )
-}
-
 /// Whether `sql` has a row-locking clause (`FOR UPDATE`, `FOR NO KEY UPDATE`, `FOR SHARE`,
 /// `FOR KEY SHARE`): PostgreSQL refuses those in a read-only transaction, so the caller
 /// runs such reads without the read-only guard. Hence `true` only for a clause in the parse
@@ -293,50 +219,6 @@ pub fn numeric_masked_key(sql: &str, dialect: Dialect) -> Option<(String, Range<
 #[cfg(test)]
 mod test {
     use super::*;
-
-    #[test]
-    fn ddl_targets_are_the_relations_it_fills() {
-        let d = Dialect::default();
-        let names = |sql| {
-            ddl_targets(sql, d).map(|t| t.iter().map(ToString::to_string).collect::<Vec<_>>())
-        };
-        assert_eq!(
-            names(
-                "CREATE TABLE s.\"New\" AS SELECT 1; REFRESH MATERIALIZED VIEW m; ALTER TABLE t ADD c int"
-            ),
-            Some(vec![
-                "s.\"New\"".to_string(),
-                "m".to_string(),
-                "t".to_string()
-            ])
-        );
-        assert_eq!(names("CREATE INDEX ON t (c)"), Some(vec![]));
-        assert_eq!(names("CREATE TABLE ("), None);
-    }
-
-    #[test]
-    fn ddl_that_runs_no_user_code() {
-        let d = Dialect::default();
-        for sql in [
-            "CREATE TABLE t (id int DEFAULT f())",
-            "CREATE INDEX CONCURRENTLY i ON t (lower(v))",
-            "CREATE VIEW v AS SELECT f()",
-            "GRANT SELECT ON t TO r; COMMENT ON TABLE t IS 'x'",
-            "CREATE EXTENSION x",
-        ] {
-            assert!(ddl_runs_no_user_code(sql, d), "{sql}");
-        }
-        for sql in [
-            "CREATE TABLE t AS SELECT f()",
-            "REFRESH MATERIALIZED VIEW m",
-            "ALTER TABLE t ADD COLUMN c int DEFAULT f()",
-            "CREATE TABLE t (id int); SELECT f()",
-            "CREATE TABLE (",
-            "",
-        ] {
-            assert!(!ddl_runs_no_user_code(sql, d), "{sql}");
-        }
-    }
 
     #[test]
     fn splits_with_source_text() {
