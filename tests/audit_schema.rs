@@ -1617,3 +1617,85 @@ async fn reinstall_regenerates_capture_functions() {
         pairs(&[("before", "(1,0)"), ("after", "(1,1)")])
     );
 }
+
+/// The check before every recorded write (`_stamp`) trusts a prepared table only while
+/// the catalog rows its capture depends on are unchanged: each DDL that could change what
+/// the capture must do sends the next write through the full check, which brings the
+/// table up to date; a harmless change costs one full check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_ddl_that_changes_the_capture_defeats_the_fast_check() {
+    let (_db, client) = fresh_db().await;
+    // Without the event trigger, which would prepare the table again at each DDL itself.
+    client
+        .batch_execute(
+            "ALTER EVENT TRIGGER pgbelay_prepare_tables DISABLE; \
+             CREATE TABLE t (id int PRIMARY KEY, n int, m int, v varchar(10))",
+        )
+        .await
+        .expect("setup");
+    let trusted = |table: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query_one(
+                    &format!("SELECT (pgbelay._stamp('{table}')).shadow IS NOT NULL"),
+                    &[],
+                )
+                .await
+                .expect("_stamp")
+                .get::<_, bool>(0)
+        }
+    };
+    assert!(!trusted("t").await, "never prepared");
+    client
+        .execute("SELECT pgbelay.prepare_table('t')", &[])
+        .await
+        .expect("prepare");
+    assert!(trusted("t").await, "just prepared");
+    for (ddl, table) in [
+        ("ALTER TABLE t ADD COLUMN x int", "t"),
+        ("ALTER TABLE t DROP COLUMN m", "t"),
+        ("ALTER TABLE t RENAME COLUMN n TO n2", "t"),
+        ("ALTER TABLE t ALTER COLUMN n2 TYPE bigint", "t"),
+        // binary-coercible: no table rewrite, only the column's row changes
+        ("ALTER TABLE t ALTER COLUMN v TYPE varchar(20)", "t"),
+        ("ALTER TABLE t DISABLE TRIGGER pgbelay_capture_update", "t"),
+        ("DROP TRIGGER pgbelay_capture_insert ON t", "t"),
+        ("ALTER TABLE t ALTER COLUMN x SET NOT NULL", "t"),
+        ("ALTER TABLE t RENAME TO t2", "t2"),
+    ] {
+        client.batch_execute(ddl).await.expect(ddl);
+        assert!(!trusted(table).await, "still trusted after {ddl}");
+        client
+            .execute(&format!("SELECT pgbelay.prepare_table('{table}')"), &[])
+            .await
+            .unwrap_or_else(|e| panic!("prepare after {ddl}: {e}"));
+        assert!(
+            trusted(table).await,
+            "not trusted after preparing again ({ddl})"
+        );
+    }
+    // What the full checks left: every capture trigger back, enabled in every role, and
+    // the shadow with the table's current columns.
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 't2'::regclass \
+             AND tgname LIKE 'pgbelay_capture_%' AND tgenabled = 'A'"
+        )
+        .await,
+        4
+    );
+    let id = recorded(
+        &client,
+        &meta("t2", "INSERT INTO t2 VALUES (1, 2, 'v', 3)"),
+        "INSERT INTO t2 (id, n2, v, x) VALUES (1, 2, 'v', 3)",
+    )
+    .await
+    .expect("write")
+    .expect("id");
+    assert_eq!(
+        images(&client, "\"public.t\"", id, "id, n2, v, x").await,
+        pairs(&[("after", "(1,2,v,3)")])
+    );
+}

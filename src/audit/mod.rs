@@ -14,18 +14,20 @@
 //! In one transaction (the proxy's `BEGIN` … `COMMIT` in autocommit, else the client's):
 //!
 //! 1. `SELECT <audit>.begin_statement(...)` from [`begin_statement_sql`]. Prepares the
-//!    target table (first time, or after its columns changed: shadow table, capture
-//!    function, triggers; otherwise one catalog query), claims the approval token, and sets
+//!    target table (first time, or after its columns or capture triggers changed: shadow
+//!    table, capture function, triggers; otherwise one query comparing the catalog row
+//!    versions it was prepared against, `_stamp`), claims the approval token, and sets
 //!    the transaction-local settings `pgbelay.statement`, `.target`, `.kind`, `.max_rows`,
 //!    `.approval`, `.approved_by`, `.reason`, `.client_addr`, `.application_name`,
 //!    `.soft_delete_column` (and clears `.change_id`, `.parent_id`, `.executed`).
 //! 2. The write itself, unchanged; a DELETE already rewritten to the soft-delete UPDATE
 //!    (`SET deleted_at = now() WHERE deleted_at IS NULL AND …`) announced with
 //!    `kind = "delete"`.
-//! 3. `SELECT <audit>.end_statement()` from [`end_statement_sql`]: returns the change id
-//!    (NULL when no row changed) and clears the settings, so later statements of a client
-//!    transaction are not recorded under this one. Always send it after a successful write
-//!    inside a client transaction; right before the proxy's own `COMMIT` it is optional.
+//! 3. Optionally `SELECT <audit>.end_statement()` from [`end_statement_sql`]: returns the
+//!    change id (NULL when no row changed) and clears the settings, so later writes of the
+//!    transaction are not recorded under this statement. `pgbelay undo` sends it; the
+//!    proxy does not (a statement per write saved): through the proxy every later write
+//!    announces itself, and nothing else in the transaction can write.
 //!
 //! The three may be pipelined (in one simple-query message they share an implicit
 //! transaction). Errors the write may then raise, with the transaction's usual

@@ -12,7 +12,7 @@ pub const DEFAULT_AUDIT_SCHEMA: &str = "pgbelay";
 /// Version 2 added the recycle bin (`trash`, `recycle_table`, `restore_table`) and the
 /// undo bookkeeping (`undos`, `begin_undo`, `undone_by`). Version 3 added the event
 /// trigger that prepares tables when they are created or altered (`prepare_on_ddl`).
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// The install script, in order: tables and guards, shadow/trigger management (and the
 /// event trigger that runs it at DDL time), capture,

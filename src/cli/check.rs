@@ -49,7 +49,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// A write the proxy records is a rewrite: show what runs for it in autocommit (inside a
-/// client transaction, `BEGIN READ WRITE`/`COMMIT` give way to `end_statement()`).
+/// client transaction there is no `BEGIN READ WRITE`/`COMMIT` around it).
 fn show_recording(judgement: &mut Judgement, sql: &str, settings: &Settings) {
     let [one] = judgement.statements.as_slice() else {
         return;

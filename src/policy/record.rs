@@ -2,15 +2,16 @@
 //! runs in a transaction with its record, and the read-only guard for everything else.
 //!
 //! The protocol is the audit schema's (`audit` module): announce the write with
-//! `<audit>.begin_statement(...)`, run it, end it with `<audit>.end_statement()`. The
+//! `<audit>.begin_statement(...)`, then run it. The
 //! capture itself happens in the server (statement triggers with transition tables), so
 //! the images are exactly the rows the statement changed.
 //!
 //! * Autocommit: `BEGIN READ WRITE`, the announcement, the write, `COMMIT` — pipelined,
 //!   their replies swallowed; the client sees its own statement's reply and the COMMIT's
 //!   ReadyForQuery (the true status).
-//! * Inside the client's transaction: the announcement, the write, `end_statement()`
-//!   (so later writes of that transaction are not recorded under this statement).
+//! * Inside the client's transaction: the announcement and the write. The announcement
+//!   lasts until the next one or the transaction's end; nothing in between can write
+//!   unannounced (reads run read-only, locking reads and DDL under the hidden-write check).
 //! * Sessions start with `default_transaction_read_only = on`, so reads in autocommit run
 //!   read-only and a function with hidden writes fails in the server. A client's `BEGIN`
 //!   is made read-write (unless it asked for READ ONLY) so the DBA can write in it, and
@@ -291,12 +292,13 @@ impl Recorder {
             before.push(self.ensure_schema.to_string());
         }
         before.extend(write.begin.iter().cloned());
+        // Inside the client's transaction nothing ends the announcement: every later
+        // statement that can write is announced itself (which replaces it) or runs under
+        // the read-only or hidden-write guard, and it ends with the transaction.
         let mut after = write.markers.clone();
-        after.push(if autocommit {
-            "COMMIT".to_string()
-        } else {
-            self.end_statement()
-        });
+        if autocommit {
+            after.push("COMMIT".to_string());
+        }
         Plan {
             before,
             sql: write.replacement.clone(),
@@ -472,11 +474,6 @@ impl Recorder {
             ..Plan::default()
         }
     }
-
-    fn end_statement(&self) -> String {
-        audit::end_statement_sql(&self.audit_schema)
-            .unwrap_or_else(|_| "SELECT 'pgbelay: invalid audit schema name'::int".to_string())
-    }
 }
 
 /// A DO block run before a session's first recorded write: when the audit schema is
@@ -592,7 +589,7 @@ mod test {
             .unwrap();
         let plan = r.plan(&w, at(TxStatus::InTransaction), false);
         assert_eq!(plan.before.len(), 1);
-        assert_eq!(plan.after, vec!["SELECT \"pgbelay\".end_statement()"]);
+        assert!(plan.after.is_empty(), "{:?}", plan.after);
         assert_eq!(plan.sql, None);
     }
 }

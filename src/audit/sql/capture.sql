@@ -17,6 +17,7 @@ LANGUAGE plpgsql AS $pgbelay$
 DECLARE
     v_id bigint := coalesce(id, nextval(format('%I.changes_id_seq', @S_LIT@)::regclass));
     v_approval text := nullif(current_setting('pgbelay.approval', true), '');
+    v_set text;
 BEGIN
     INSERT INTO @S@.changes (id, client_addr, application_name, kind, table_schema, table_name, rows,
                              statement, executed, approval, approved_by, reason, shadow_table, parent_id)
@@ -34,7 +35,8 @@ BEGIN
     IF v_approval IS NOT NULL THEN
         UPDATE @S@.approvals SET change_id = v_id WHERE token_id = v_approval AND change_id IS NULL;
     END IF;
-    PERFORM set_config('pgbelay.change_id', v_id::text, true);
+    -- an assignment, not PERFORM: no executor start-up
+    v_set := set_config('pgbelay.change_id', v_id::text, true);
     RETURN v_id;
 END
 $pgbelay$;
@@ -74,24 +76,6 @@ BEGIN
 END
 $pgbelay$;
 
--- What a capture function does once the images are in: the change row, and the
--- foreign-key contract of a soft delete.
-CREATE OR REPLACE FUNCTION @S@._finish(id bigint, op text, rel regclass, table_schema text,
-                                       table_name text, row_count bigint, shadow text)
-RETURNS void
-LANGUAGE plpgsql AS $pgbelay$
-DECLARE
-    v_kind text := @S@._kind(op, rel);
-BEGIN
-    PERFORM @S@._record(id, v_kind, table_schema, table_name, row_count, shadow);
-    IF op = 'UPDATE' AND v_kind = 'delete' THEN
-        PERFORM @S@._soft_delete_references(rel, id, shadow);
-    END IF;
-    -- Cascades recorded their own changes meanwhile; the proxy wants the outermost one.
-    PERFORM set_config('pgbelay.change_id', id::text, true);
-END
-$pgbelay$;
-
 -- (Re)creates the capture function of one source table: AFTER INSERT / UPDATE / DELETE
 -- ... FOR EACH STATEMENT, with transition tables pgbelay_new / pgbelay_old. It is generated
 -- per table, with the shadow and the column list written in, so that its statements are
@@ -117,6 +101,7 @@ DECLARE
     v_id bigint;
     v_rows bigint;
     v_max bigint;
+    v_kind text;
 BEGIN
     -- Not announced by begin_statement (a direct connection): not recorded.
     IF coalesce(current_setting('pgbelay.statement', true), '') = '' THEN
@@ -148,9 +133,21 @@ BEGIN
         PERFORM %2$s._check_blast_radius(TG_OP, TG_RELID, pgbelay_capture.v_rows);
     END IF;
     -- A statement that changed nothing is not a change.
-    IF pgbelay_capture.v_rows > 0 THEN
-        PERFORM %2$s._finish(pgbelay_capture.v_id, TG_OP, TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME,
-                             pgbelay_capture.v_rows, %6$L);
+    IF pgbelay_capture.v_rows = 0 THEN
+        RETURN NULL;
+    END IF;
+    -- The change row. Calls are assignments, not PERFORM: plpgsql evaluates those without
+    -- an executor start-up. The kind as _kind tells it, written out for the same reason.
+    pgbelay_capture.v_kind := CASE WHEN current_setting('pgbelay.target', true) = TG_RELID::text
+                                   THEN coalesce(nullif(current_setting('pgbelay.kind', true), ''), lower(TG_OP))
+                                   ELSE lower(TG_OP) END;
+    pgbelay_capture.v_id := %2$s._record(pgbelay_capture.v_id, pgbelay_capture.v_kind, TG_TABLE_SCHEMA,
+                                         TG_TABLE_NAME, pgbelay_capture.v_rows, %6$L);
+    -- DELETE's foreign-key contract; the cascades record their own changes meanwhile, and
+    -- the proxy wants the outermost one.
+    IF TG_OP = 'UPDATE' AND pgbelay_capture.v_kind = 'delete' THEN
+        PERFORM %2$s._soft_delete_references(TG_RELID, pgbelay_capture.v_id, %6$L);
+        PERFORM set_config('pgbelay.change_id', pgbelay_capture.v_id::text, true);
     END IF;
     RETURN NULL;
 END

@@ -24,13 +24,15 @@ CREATE OR REPLACE FUNCTION @S@.begin_statement(
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $pgbelay$
 DECLARE
     v_shadow text;
+    v_set text;
 BEGIN
     IF coalesce(statement, '') = '' THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'pgbelay: begin_statement needs the statement text';
     END IF;
     IF rel IS NOT NULL THEN
+        -- Only someone who may write a table gets to add recording triggers to it (or to
+        -- announce writes to it).
         IF NOT has_table_privilege(session_user, rel, 'INSERT, UPDATE, DELETE, TRUNCATE') THEN
-            -- Only someone who may write a table gets to add recording triggers to it.
             RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = format('permission denied for table %s', rel);
         END IF;
         v_shadow := @S@._prepare(rel);
@@ -62,8 +64,9 @@ BEGIN
                 HINT = 'A token works once; mint a new one with pgbelay approve.';
         END;
     END IF;
-    -- One statement: this runs before every recorded write.
-    PERFORM set_config('pgbelay.statement', statement, true),
+    -- One expression, assigned rather than PERFORMed (no executor start-up): this runs
+    -- before every recorded write.
+    v_set := concat(set_config('pgbelay.statement', statement, true),
             set_config('pgbelay.target', coalesce(rel::oid::text, ''), true),
             set_config('pgbelay.kind', coalesce(kind, ''), true),
             set_config('pgbelay.max_rows', coalesce(max_rows, -1)::text, true),
@@ -75,7 +78,7 @@ BEGIN
             set_config('pgbelay.soft_delete_column', coalesce(soft_delete_column, 'deleted_at'), true),
             set_config('pgbelay.change_id', '', true),
             set_config('pgbelay.parent_id', '', true),
-            set_config('pgbelay.executed', '', true);
+            set_config('pgbelay.executed', '', true));
     RETURN v_shadow;
 END
 $pgbelay$;
