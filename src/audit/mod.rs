@@ -14,9 +14,8 @@
 //! In one transaction (the proxy's `BEGIN` … `COMMIT` in autocommit, else the client's):
 //!
 //! 1. `SELECT <audit>.begin_statement(...)` from [`begin_statement_sql`]. Prepares the
-//!    target table (first time, or after its columns or capture triggers changed: shadow
-//!    table, capture function, triggers; otherwise one query comparing the catalog row
-//!    versions it was prepared against, `_stamp`), claims the approval token, and sets
+//!    target table (first time, or after its columns changed: shadow table, capture
+//!    function, triggers; otherwise one catalog query), claims the approval token, and sets
 //!    the transaction-local settings `pgbelay.statement`, `.target`, `.kind`, `.max_rows`,
 //!    `.approval`, `.approved_by`, `.reason`, `.client_addr`, `.application_name`,
 //!    `.soft_delete_column` (and clears `.change_id`, `.parent_id`, `.executed`).

@@ -44,36 +44,6 @@ BEGIN
 END
 $pgbelay$;
 
--- What a table's capture depends on, as catalog row versions: the table's name, schema,
--- kind and persistence, the pg_attribute rows of its columns (dropped ones included) and
--- the pg_trigger rows of its capture triggers. Every DDL that could change what the
--- capture must do (ADD / DROP / RENAME / ALTER TYPE of a column, a rename or SET SCHEMA,
--- disabling, dropping or replacing a capture trigger) writes a new version of one of those
--- rows, with a new xmin, so an unchanged stamp means an unchanged capture. Harmless
--- changes (SET NOT NULL, a frozen row) change it too, which only sends the next write
--- through the full check. Cheaper than comparing the signature (no formatting per column).
--- Returns the stamp as it is now and, when `rel` was prepared against exactly that stamp,
--- its shadow table's qualified name (else NULL): the check before every recorded write,
--- in one query. plpgsql, not sql: PostgreSQL plans a SQL function's body again at every
--- call from another query, and keeps a plpgsql function's plans for the session.
-CREATE OR REPLACE FUNCTION @S@._stamp(rel regclass, OUT current_stamp text, OUT shadow text)
-LANGUAGE plpgsql STABLE AS $pgbelay$
-BEGIN
-    SELECT x.now, CASE WHEN s.stamp = x.now THEN pg_catalog.format('%I.%I', @S_LIT@, s.shadow_table) END
-      INTO current_stamp, shadow
-      FROM (SELECT (SELECT c.relnamespace::text || '.' || c.relname || '.' || c.relkind::text
-                           || c.relpersistence::text
-                      FROM pg_catalog.pg_class c WHERE c.oid = rel)
-                   || '/' || (SELECT coalesce(pg_catalog.string_agg(a.xmin::text, ',' ORDER BY a.attnum), '')
-                                FROM pg_catalog.pg_attribute a WHERE a.attrelid = rel AND a.attnum > 0)
-                   || '/' || (SELECT coalesce(pg_catalog.string_agg(t.tgname || ':' || t.xmin::text, ','
-                                                                    ORDER BY t.tgname), '')
-                                FROM pg_catalog.pg_trigger t
-                               WHERE t.tgrelid = rel AND t.tgname LIKE 'pgbelay\_capture\_%') AS now) x
-      LEFT JOIN @S@.shadow_tables s ON s.relid = rel;
-END
-$pgbelay$;
-
 -- Creates or updates the shadow table of `rel` and installs the capture triggers; returns
 -- the shadow's qualified name, or NULL for a temporary table (session scratch space is not
 -- recorded). No privilege check: callers are begin_statement / prepare_table (which check
@@ -96,16 +66,11 @@ DECLARE
     v_event text;
     v_grantee record;
 BEGIN
-    -- Fast path, taken before every recorded write: the table was prepared and nothing its
-    -- capture depends on changed since (one query; each statement a plpgsql function runs
-    -- costs an executor start-up).
-    v_shadow := (@S@._stamp(rel)).shadow;
-    IF v_shadow IS NOT NULL THEN
-        RETURN v_shadow;
-    END IF;
-
-    -- The full check. The signature is what decides that nothing changed: the source's
-    -- current name and its columns with their types.
+    -- One query (its plan cached for the session) tells everything the fast path needs:
+    -- each statement a plpgsql function runs costs an executor start-up, which is most of
+    -- the fast path's time.
+    -- The signature is what decides that nothing changed: the source's current name and
+    -- its columns with their types.
     SELECT c.relkind, c.relpersistence, n.nspname, c.relname, c.relowner,
            format('%I.%I', n.nspname, c.relname) || ' ('
            || coalesce((SELECT string_agg(format('%I %s/%s', a.attname, a.atttypid, a.atttypmod), ', '
@@ -142,12 +107,8 @@ BEGIN
             HINT = 'The audit trail is append-only.';
     END IF;
 
-    -- Nothing changed that matters (a harmless change moved the stamp, or the schema was
-    -- upgraded): note the new stamp, unless a concurrent writer is doing just that (its
-    -- row lock lasts until its transaction ends, and nobody should wait for it).
+    -- Fast path, taken before every recorded write: nothing changed since last time.
     IF v_class.prepared_signature = v_class.signature AND v_class.triggers_ok THEN
-        UPDATE @S@.shadow_tables SET stamp = (@S@._stamp(rel)).current_stamp
-         WHERE relid = (SELECT l.relid FROM @S@.shadow_tables l WHERE l.relid = rel FOR UPDATE SKIP LOCKED);
         RETURN format('%I.%I', v_audit, v_class.shadow_table);
     END IF;
 
@@ -269,14 +230,12 @@ BEGIN
         END IF;
     END LOOP;
 
-    -- Stamped last: the triggers created above are part of it.
-    INSERT INTO @S@.shadow_tables AS s (relid, source_schema, source_table, shadow_table, signature, columns, stamp)
-    VALUES (rel, v_class.nspname, v_class.relname, v_shadow, v_class.signature, v_columns,
-            (@S@._stamp(rel)).current_stamp)
+    INSERT INTO @S@.shadow_tables AS s (relid, source_schema, source_table, shadow_table, signature, columns)
+    VALUES (rel, v_class.nspname, v_class.relname, v_shadow, v_class.signature, v_columns)
     ON CONFLICT (relid) DO UPDATE
        SET source_schema = EXCLUDED.source_schema, source_table = EXCLUDED.source_table,
            shadow_table = EXCLUDED.shadow_table, signature = EXCLUDED.signature,
-           columns = EXCLUDED.columns, stamp = EXCLUDED.stamp;
+           columns = EXCLUDED.columns;
     PERFORM set_config('pgbelay.preparing', '', true);
     RETURN format('%I.%I', v_audit, v_shadow);
 END

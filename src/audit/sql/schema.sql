@@ -68,8 +68,6 @@ CREATE TABLE IF NOT EXISTS @S@.shadow_tables (
     columns       text NOT NULL,     -- the source's column list, quoted, for image inserts
     created_at    timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
--- Version 4: the catalog row versions the table was last prepared against (see _stamp).
-ALTER TABLE @S@.shadow_tables ADD COLUMN IF NOT EXISTS stamp text;
 
 REVOKE ALL ON ALL TABLES IN SCHEMA @S@ FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA @S@ FROM PUBLIC;
