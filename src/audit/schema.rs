@@ -12,6 +12,8 @@ pub const DEFAULT_AUDIT_SCHEMA: &str = "pgbelay";
 /// Version 2 added the recycle bin (`trash`, `recycle_table`, `restore_table`) and the
 /// undo bookkeeping (`undos`, `begin_undo`, `undone_by`). Version 3 added the event
 /// trigger that prepares tables when they are created or altered (`prepare_on_ddl`).
+/// Version 4 made the capture functions leaner (the change row written without `_finish`);
+/// the upgrade regenerates every prepared table's capture function.
 pub const SCHEMA_VERSION: i32 = 4;
 
 /// The install script, in order: tables and guards, shadow/trigger management (and the
