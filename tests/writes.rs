@@ -570,6 +570,10 @@ async fn statements_later_in_a_read_write_batch_are_refused() {
     )
     .await;
     assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("middle of an extended-protocol batch"),
+        "{errors:?}"
+    );
     batch(&mut conn, &["COMMIT"]).await;
     assert_eq!(count(&admin, "SELECT count(*) FROM side_effects").await, 0);
     assert_eq!(
@@ -707,6 +711,71 @@ async fn pgbench_tpcb_like_runs_with_zero_failures_and_every_write_recorded() {
     )
     .await;
     assert_eq!(bad, 0);
+}
+
+/// Drivers that send Parse, Bind, Execute and Sync of one statement in one batch (libpq's
+/// PQexecParams, pgbench -M extended): DDL in autocommit, transaction control and
+/// savepoints inside a transaction run, and the writes between them are recorded.
+#[tokio::test]
+async fn one_statement_batches_run_ddl_and_transaction_control() {
+    let proxy = guarded(1000).await;
+    let (db, admin) = shop().await;
+    let script = std::env::temp_dir().join(format!("pgbelay-extended-{}.sql", std::process::id()));
+    std::fs::write(
+        &script,
+        "\\set id random(1, 10)
+CREATE TABLE IF NOT EXISTS scratch (id int);
+BEGIN;
+SAVEPOINT s;
+UPDATE orders SET total = total + 1 WHERE id = :id;
+RELEASE SAVEPOINT s;
+SELECT total FROM orders WHERE id = :id;
+COMMIT;
+",
+    )
+    .expect("script");
+    let out = pgbench(
+        proxy.endpoint(),
+        &[
+            "-n",
+            "-t",
+            "5",
+            "-M",
+            "extended",
+            "-f",
+            &script.to_string_lossy(),
+            &db,
+        ],
+    )
+    .await;
+    let _ = std::fs::remove_file(&script);
+    assert!(out.success(), "{out:?}");
+    assert!(
+        out.stdout.contains("number of failed transactions: 0"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM pg_class WHERE relname = 'scratch'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM pgbelay.changes WHERE table_name = 'orders' AND kind = 'update' \
+             AND rows = 1"
+        )
+        .await,
+        5
+    );
+    assert_eq!(
+        count(&admin, r#"SELECT count(*) FROM pgbelay."public.orders""#).await,
+        10
+    );
 }
 
 #[tokio::test]

@@ -217,8 +217,9 @@ pub struct GuardSession {
     prepared: Prepared,
     /// Protocol-level prepared statements by name (the unnamed one is `""`).
     extended: HashMap<String, Extended>,
-    /// The statement whose Parse wrapped the current batch: its Bind in the same batch
-    /// needs nothing more.
+    /// The statement whose Parse started the current batch, judged (and wrapped where
+    /// needed) at that Parse: its Bind in the same batch needs nothing more. Not set for a
+    /// named write, whose every Bind is wrapped.
     batch_wrapped: Option<String>,
     /// How the current extended-protocol batch runs, as pgbelay wrapped it at its start;
     /// decides whether a statement later in the batch is still guarded.
@@ -274,7 +275,7 @@ impl GuardSession {
         let dialect = Dialect {
             standard_conforming_strings: info.standard_conforming_strings,
         };
-        if let Some(decision) = self.approval_setting(&analysis, sql, parse_name) {
+        if let Some(decision) = self.approval_setting(&analysis, sql, parse_name, at) {
             return decision;
         }
         // A token is looked for only where one could matter; the SET form is consumed by
@@ -434,7 +435,7 @@ impl GuardSession {
             } else {
                 Extended::Other
             };
-            self.extended.insert(name.to_string(), what);
+            self.remember_parse(name, what, at);
             if !at.batch_start {
                 return self.mid_batch(at, sql);
             }
@@ -450,9 +451,6 @@ impl GuardSession {
             && at.tx_status != TxStatus::Failed
         {
             let autocommit = at.tx_status == TxStatus::Idle;
-            if let Some(name) = parse_name {
-                self.batch_wrapped = Some(name.to_string());
-            }
             self.batch_mode = BatchMode::Checked;
             return Decision::Rewrite(
                 self.guard
@@ -464,16 +462,10 @@ impl GuardSession {
             return Decision::Rewrite(self.guard.recorder.begin_read_write());
         }
         if guarded_read && at.tx_status == TxStatus::InTransaction {
-            if let Some(name) = parse_name {
-                self.batch_wrapped = Some(name.to_string());
-            }
             self.batch_mode = BatchMode::ReadOnly;
             return Decision::Rewrite(self.guard.recorder.read_in_transaction());
         }
         if locking && at.tx_status == TxStatus::InTransaction {
-            if let Some(name) = parse_name {
-                self.batch_wrapped = Some(name.to_string());
-            }
             self.batch_mode = BatchMode::Checked;
             return Decision::Rewrite(self.guard.recorder.locking_read_in_transaction());
         }
@@ -531,6 +523,15 @@ impl GuardSession {
     /// A statement other than a write later in an extended-protocol batch, where nothing
     /// can be put around it: it passes where the batch is still guarded (read-only, or
     /// checked afterwards), and is refused where it would run read-write unchecked.
+    /// Notes what a Parse (other than a write's) prepared; at a batch's start its Bind in
+    /// the same batch is covered by this Parse's decision.
+    fn remember_parse(&mut self, name: &str, what: Extended, at: Position) {
+        self.extended.insert(name.to_string(), what);
+        if at.batch_start {
+            self.batch_wrapped = Some(name.to_string());
+        }
+    }
+
     fn mid_batch(&self, at: Position, sql: &str) -> Decision {
         let guarded = match self.batch_mode {
             BatchMode::ReadOnly | BatchMode::Checked => true,
@@ -556,6 +557,7 @@ impl GuardSession {
         analysis: &Analysis,
         sql: &str,
         parse_name: Option<&str>,
+        at: Position,
     ) -> Option<Decision> {
         let Ok([one]) = analysis.as_ref().as_ref().map(Vec::as_slice) else {
             return None;
@@ -569,7 +571,7 @@ impl GuardSession {
             return None;
         }
         if let Some(name) = parse_name {
-            self.extended.insert(name.to_string(), Extended::Other);
+            self.remember_parse(name, Extended::Other, at);
         }
         match &change.value {
             SettingValue::Literal(values) => {
