@@ -327,12 +327,14 @@ impl Recorder {
     /// preparation fails the Parse, as it would fail the write.
     pub fn plan_parse(&self, write: &RecordedWrite, at: Position, check_schema: bool) -> Plan {
         let mut parse = Self::text_only(write);
+        // Whenever asked (the caller then counts the schema as checked), even without a
+        // table to prepare (an approved statement).
+        if check_schema {
+            parse.before.push(self.ensure_schema.to_string());
+        }
         if let (Some(target), TxStatus::InTransaction) = (&write.prepare, at.tx_status)
             && let Ok(prepare) = audit::prepare_table_sql(&self.audit_schema, &target.to_string())
         {
-            if check_schema {
-                parse.before.push(self.ensure_schema.to_string());
-            }
             parse.before.push(prepare);
         }
         parse
@@ -571,7 +573,7 @@ mod test {
     }
 
     #[test]
-    fn inside_a_transaction_the_write_is_announced_and_ended() {
+    fn inside_a_transaction_the_write_is_announced_and_nothing_follows_it() {
         let r = Recorder::new(&Settings::default());
         let sql = "UPDATE orders SET n = 1 WHERE id = 1";
         let w = r
@@ -591,5 +593,39 @@ mod test {
         assert_eq!(plan.before.len(), 1);
         assert!(plan.after.is_empty(), "{:?}", plan.after);
         assert_eq!(plan.sql, None);
+    }
+
+    /// A named Parse asked to check the schema checks it, also when there is no table to
+    /// prepare (an approved statement): the session then counts it as checked.
+    #[test]
+    fn a_parse_asked_to_check_the_schema_checks_it() {
+        let r = Recorder::new(&Settings::default());
+        let sql = "UPDATE orders SET n = 1 WHERE id = 1";
+        let w = r
+            .write(
+                &SessionInfo::default(),
+                WriteKind::Update,
+                &target(),
+                Source {
+                    text: sql,
+                    client_sql: sql,
+                    dialect: Dialect::default(),
+                },
+                None,
+            )
+            .unwrap();
+        let in_tx = at(TxStatus::InTransaction);
+        let with_table = r.plan_parse(&w, in_tx, true);
+        assert_eq!(with_table.before.len(), 2, "{:?}", with_table.before);
+        assert_eq!(with_table.before[0], *r.ensure_schema);
+        let without_table = RecordedWrite {
+            prepare: None,
+            ..w.clone()
+        };
+        assert_eq!(
+            r.plan_parse(&without_table, in_tx, true).before,
+            vec![r.ensure_schema.to_string()]
+        );
+        assert!(r.plan_parse(&without_table, in_tx, false).before.is_empty());
     }
 }
