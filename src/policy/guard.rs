@@ -232,6 +232,11 @@ pub struct GuardSession {
     held_used: bool,
 }
 
+/// How a refusal at a Bind names the statement.
+fn execute_of(statement: &str) -> String {
+    format!("EXECUTE of prepared statement \"{statement}\"")
+}
+
 fn refuse(refusal: Refusal) -> Decision {
     let class = &refusal.kind;
     tracing::info!(statement = %refusal.statement, ?class, "refused");
@@ -411,13 +416,7 @@ impl GuardSession {
         let code_ddl = all_ddl
             .then(|| {
                 let analyzed = analysis.as_ref().as_ref().map(Vec::as_slice).unwrap_or(&[]);
-                let direct = !analyzed.is_empty()
-                    && analyzed
-                        .iter()
-                        .all(|s| matches!(s.kind, Kind::AdditiveDdl | Kind::AlterTable(_)));
-                let runs = analyzed.iter().filter_map(|s| s.runs_user_code.as_ref());
-                (!direct || runs.clone().next().is_some())
-                    .then(|| runs.flatten().cloned().collect::<Vec<QualifiedName>>())
+                crate::sql::ddl_user_code(analyzed)
             })
             .flatten();
         let ddl = all_ddl && code_ddl.is_none();
@@ -437,7 +436,7 @@ impl GuardSession {
             };
             self.remember_parse(name, what, at);
             if !at.batch_start {
-                return self.mid_batch(at, sql);
+                return self.mid_batch(at, || sql.to_owned());
             }
         }
         if (begins || all_reads || all_ddl) && at.pipelined {
@@ -532,7 +531,9 @@ impl GuardSession {
         }
     }
 
-    fn mid_batch(&self, at: Position, sql: &str) -> Decision {
+    /// A statement later in a batch: forwarded where the batch is still guarded, else
+    /// refused (`statement` names it, built only then: Binds go through here).
+    fn mid_batch(&self, at: Position, statement: impl FnOnce() -> String) -> Decision {
         let guarded = match self.batch_mode {
             BatchMode::ReadOnly | BatchMode::Checked => true,
             BatchMode::Plain => at.tx_status != TxStatus::InTransaction,
@@ -543,7 +544,7 @@ impl GuardSession {
         } else {
             refuse(Refusal::statement(
                 IrreversibleKind::Unrecordable(Unrecordable::MidBatchUnguarded),
-                sql,
+                &statement(),
             ))
         }
     }
@@ -629,7 +630,7 @@ impl SessionHooks for GuardSession {
                 if !at.batch_start {
                     return refuse(Refusal::statement(
                         IrreversibleKind::Unrecordable(Unrecordable::MidBatch),
-                        &format!("EXECUTE of prepared statement \"{statement}\""),
+                        &execute_of(statement),
                     ));
                 }
                 if at.pipelined {
@@ -644,10 +645,9 @@ impl SessionHooks for GuardSession {
                 self.batch_mode = BatchMode::ReadWrite;
                 Decision::Rewrite(plan)
             }
-            Some(_) | None if !wrapped_here && !at.batch_start => self.mid_batch(
-                at,
-                &format!("EXECUTE of prepared statement \"{statement}\""),
-            ),
+            Some(_) | None if !wrapped_here && !at.batch_start => {
+                self.mid_batch(at, || execute_of(statement))
+            }
             Some(
                 what @ (Extended::Read
                 | Extended::LockingRead

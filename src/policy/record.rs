@@ -32,8 +32,12 @@ use super::class::{IrreversibleKind, Unrecordable};
 use super::refusal::Refusal;
 use crate::approval::Approval;
 
-/// Name of the savepoint that makes a read inside a client transaction read-only.
-const READ_SAVEPOINT: &str = "pgbelay_read";
+/// The savepoint (`pgbelay_read`) that makes a read inside a client transaction
+/// read-only: opened and made read-only in one Query message (one reply to swallow, one
+/// less server round), released after the read. Constant text: these go with every read
+/// in a transaction.
+const READ_SAVEPOINT_OPEN: &str = "SAVEPOINT pgbelay_read; SET TRANSACTION READ ONLY";
+const READ_SAVEPOINT_RELEASE: &str = "RELEASE SAVEPOINT pgbelay_read";
 
 /// Transaction-local setting holding, before a statement the hidden-write check guards,
 /// `oid:changes` of every table the transaction has changed rows of so far.
@@ -352,11 +356,8 @@ impl Recorder {
     /// A read inside the client's transaction: in a read-only savepoint.
     pub fn read_in_transaction(&self) -> Plan {
         Plan {
-            // One Query message for both (one reply to swallow, one less server round).
-            before: vec![format!(
-                "SAVEPOINT {READ_SAVEPOINT}; SET TRANSACTION READ ONLY"
-            )],
-            after: vec![format!("RELEASE SAVEPOINT {READ_SAVEPOINT}")],
+            before: vec![READ_SAVEPOINT_OPEN.to_owned()],
+            after: vec![READ_SAVEPOINT_RELEASE.to_owned()],
             ..Plan::default()
         }
     }

@@ -223,6 +223,26 @@ fn statement(text: &str, tree: &Node) -> Statement {
     s
 }
 
+/// How DDL statements run, as the guard needs to know: `None` when none of them runs
+/// the session's code (the read-only default may be switched off around them); else the
+/// relations they fill or alter themselves, which the hidden-write check leaves out.
+/// Anything not plainly DDL here (EXECUTE of a prepared statement) counts as running code.
+pub fn ddl_user_code(statements: &[Statement]) -> Option<Vec<QualifiedName>> {
+    let direct = !statements.is_empty()
+        && statements
+            .iter()
+            .all(|s| matches!(s.kind, Kind::AdditiveDdl | Kind::AlterTable(_)));
+    let runs = statements.iter().any(|s| s.runs_user_code.is_some());
+    (!direct || runs).then(|| {
+        statements
+            .iter()
+            .filter_map(|s| s.runs_user_code.as_deref())
+            .flatten()
+            .cloned()
+            .collect()
+    })
+}
+
 /// See [`Statement::runs_user_code`].
 fn runs_user_code(n: &N) -> Option<Vec<QualifiedName>> {
     let own = |rel: Option<&pb::RangeVar>| rel.map(range_var).into_iter().collect();
@@ -647,32 +667,15 @@ fn touched(tree: &Node, out: &mut Vec<QualifiedName>) {
 mod test {
     use super::*;
 
-    /// What the guard asks: the relations DDL that runs user code fills (`None`: does not
-    /// parse).
+    /// The relations DDL that runs user code fills, as the guard gets them (`None`: does
+    /// not parse).
     fn ddl_targets(sql: &str, d: Dialect) -> Option<Vec<QualifiedName>> {
-        let statements = analyze(sql, d).ok()?;
-        Some(
-            statements
-                .into_iter()
-                .flat_map(|s| s.runs_user_code.unwrap_or_default())
-                .collect(),
-        )
+        Some(ddl_user_code(&analyze(sql, d).ok()?).unwrap_or_default())
     }
 
-    /// What the guard asks: every statement is additive DDL that runs no user code.
+    /// Whether the guard may run `sql` with the read-only default switched off.
     fn ddl_runs_no_user_code(sql: &str, d: Dialect) -> bool {
-        let Ok(statements) = analyze(sql, d) else {
-            return false;
-        };
-        !statements.is_empty()
-            && statements.iter().all(|s| {
-                let additive = match &s.kind {
-                    Kind::AdditiveDdl => true,
-                    Kind::AlterTable(actions) => actions.iter().all(|a| *a == AlterAction::Other),
-                    _ => false,
-                };
-                additive && s.runs_user_code.is_none()
-            })
+        analyze(sql, d).is_ok_and(|statements| ddl_user_code(&statements).is_none())
     }
 
     #[test]

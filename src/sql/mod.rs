@@ -16,7 +16,7 @@ mod walk;
 
 pub use analyze::{
     AlterAction, Kind, QualifiedName, SettingChange, SettingName, SettingValue, Statement, Write,
-    WriteKind, analyze,
+    WriteKind, analyze, ddl_user_code,
 };
 pub use canonical::{
     CanonicalError, DropTables, TruncateTables, canonical, comments, drop_tables, truncate_tables,
