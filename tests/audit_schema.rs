@@ -1617,3 +1617,37 @@ async fn reinstall_regenerates_capture_functions() {
         pairs(&[("before", "(1,0)"), ("after", "(1,1)")])
     );
 }
+
+/// `pgbelay init` prepares what the event trigger prepares (one rule, `_recordable`):
+/// ordinary, partitioned and unlogged tables, not temporary ones, views or the trail.
+#[tokio::test]
+async fn init_prepares_the_tables_the_event_trigger_would() {
+    let (_db, client) = fresh_db().await;
+    client
+        .batch_execute(
+            "ALTER EVENT TRIGGER pgbelay_prepare_tables DISABLE; \
+             CREATE TABLE plain (id int); CREATE UNLOGGED TABLE quick (id int); \
+             CREATE TABLE parted (id int) PARTITION BY RANGE (id); \
+             CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (10); \
+             CREATE VIEW seen AS SELECT * FROM plain; CREATE TEMP TABLE scratch (id int)",
+        )
+        .await
+        .expect("tables");
+    let prepared: i64 = client
+        .query_one(&audit::prepare_all_sql(AUDIT).expect("sql"), &[])
+        .await
+        .expect("prepare all")
+        .get(0);
+    assert_eq!(prepared, 4);
+    let names: Vec<String> = client
+        .query(
+            "SELECT source_table::text FROM pgbelay.shadow_tables ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("shadow tables")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(names, ["parted", "parted_1", "plain", "quick"]);
+}

@@ -149,14 +149,9 @@ pub fn installed_check_sql(audit_schema: &str) -> Result<String, AuditError> {
 pub fn prepare_all_sql(audit_schema: &str) -> Result<String, AuditError> {
     check_schema_name(audit_schema)?;
     let schema = quote_ident(audit_schema);
-    let own = quote_literal(audit_schema)?;
-    let trash = quote_literal(&format!("{audit_schema}_trash"))?;
     Ok(format!(
         "SELECT pg_catalog.count({schema}.prepare_table(c.oid::pg_catalog.regclass)) \
-           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-          WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p' \
-            AND n.nspname NOT IN ('pg_catalog', 'information_schema', {own}, {trash}) \
-            AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'"
+           FROM pg_catalog.pg_class c WHERE {schema}._recordable(c.oid)"
     ))
 }
 

@@ -127,7 +127,9 @@ BEGIN
         SELECT %7$s pgbelay_capture.v_id, 'before' FROM pgbelay_old pgbelay_row;
         GET DIAGNOSTICS pgbelay_capture.v_rows = ROW_COUNT;
     END IF;
-    -- max_rows: unset or -1 means no limit.
+    -- max_rows: unset or -1 means no limit. Checked after the images went in (their row
+    -- count is the statement's): a refused write wrote its images for nothing, but a
+    -- refusal is rare and a count(*) before every write was not.
     pgbelay_capture.v_max := nullif(current_setting('pgbelay.max_rows', true), '')::bigint;
     IF pgbelay_capture.v_max >= 0 AND pgbelay_capture.v_rows > pgbelay_capture.v_max THEN
         PERFORM %2$s._check_blast_radius(TG_OP, TG_RELID, pgbelay_capture.v_rows);
@@ -137,10 +139,8 @@ BEGIN
         RETURN NULL;
     END IF;
     -- The change row. Calls are assignments, not PERFORM: plpgsql evaluates those without
-    -- an executor start-up. The kind as _kind tells it, written out for the same reason.
-    pgbelay_capture.v_kind := CASE WHEN current_setting('pgbelay.target', true) = TG_RELID::text
-                                   THEN coalesce(nullif(current_setting('pgbelay.kind', true), ''), lower(TG_OP))
-                                   ELSE lower(TG_OP) END;
+    -- an executor start-up (and _kind, one SQL expression, is inlined into it).
+    pgbelay_capture.v_kind := %2$s._kind(TG_OP, TG_RELID);
     pgbelay_capture.v_id := %2$s._record(pgbelay_capture.v_id, pgbelay_capture.v_kind, TG_TABLE_SCHEMA,
                                          TG_TABLE_NAME, pgbelay_capture.v_rows, %6$L);
     -- DELETE's foreign-key contract; the cascades record their own changes meanwhile, and

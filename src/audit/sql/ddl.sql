@@ -22,15 +22,14 @@ BEGIN
         RETURN;
     END IF;
     PERFORM set_config('pgbelay.preparing', 'on', true);
+    -- Not inside an extension's script: what _prepare creates would become part of the
+    -- extension (DROP EXTENSION would drop the images, pg_dump leave them out). Such a
+    -- table is prepared by its first write.
     FOR v_rel IN
-        SELECT DISTINCT c.oid
+        SELECT DISTINCT d.objid
           FROM pg_event_trigger_ddl_commands() d
-          JOIN pg_class c ON c.oid = d.objid
-          JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE d.classid = 'pg_class'::regclass
-           AND c.relkind IN ('r', 'p') AND c.relpersistence <> 't'
-           AND n.nspname NOT IN ('pg_catalog', 'information_schema', @S_LIT@, @S_LIT@ || '_trash')
-           AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp%'
+         WHERE d.classid = 'pg_class'::regclass AND NOT d.in_extension
+           AND @S@._recordable(d.objid)
     LOOP
         BEGIN
             PERFORM @S@._prepare(v_rel::regclass);

@@ -1,5 +1,18 @@
 -- Shadow tables and capture triggers: S.prepare_table(rel) and its helpers.
 
+-- Which tables pgbelay prepares ahead of their first write, the one rule for `pgbelay
+-- init` and the event trigger: ordinary and partitioned tables, unlogged ones included,
+-- not temporary (session scratch space is not recorded), outside the system schemas and
+-- pgbelay's own.
+CREATE OR REPLACE FUNCTION @S@._recordable(rel oid) RETURNS boolean
+LANGUAGE sql STABLE AS $pgbelay$
+    SELECT c.relkind IN ('r', 'p') AND c.relpersistence <> 't'
+           AND n.nspname NOT IN ('pg_catalog', 'information_schema', @S_LIT@, @S_LIT@ || '_trash')
+           AND n.nspname NOT LIKE 'pg\_toast%'
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = rel
+$pgbelay$;
+
 -- The source columns that matter for the shadow, in order: user columns, not dropped.
 -- Domains are stored as their base type so the shadow carries no constraints (a NOT NULL
 -- domain would otherwise refuse the NULLs of a column added later).
