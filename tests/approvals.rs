@@ -71,10 +71,6 @@ async fn db() -> (String, Client) {
     (db, admin)
 }
 
-async fn count(admin: &Client, sql: &str) -> i64 {
-    admin.query_one(sql, &[]).await.expect(sql).get(0)
-}
-
 async fn refused(client: &Client, sql: &str) -> tokio_postgres::error::DbError {
     let err = client.batch_execute(sql).await.expect_err(sql);
     assert_eq!(sqlstate(&err).as_deref(), Some("42501"), "{}", show(&err));

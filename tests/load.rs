@@ -1215,7 +1215,8 @@ async fn sigterm_under_load_tells_every_session_and_exits_in_time() {
 
 // --- Found under load: preparing a table for recording inside the writer's transaction --
 
-/// A table nobody prepared for recording yet (no `pgbelay init` in this database) is
+/// A table nobody prepared for recording yet (created after `pgbelay init`, without the
+/// event trigger a superuser's install adds) is
 /// prepared (shadow table, capture triggers: `CREATE TRIGGER` takes SHARE ROW EXCLUSIVE on
 /// the table) by its first recorded write. A driver that prepares its statements
 /// (tokio-postgres, pgjdbc, `pgbench -M prepared`) sends the write's Parse inside its
@@ -1228,10 +1229,17 @@ async fn concurrent_first_writes_to_a_new_table_do_not_deadlock() {
     let _turn = HEAVY.lock().await;
     let db = create_db("load_first").await;
     let admin = connect_super(direct(), &db).await;
+    // The database has the audit schema from template1, event trigger included; without
+    // it, the first write prepares the table.
     admin
-        .batch_execute("CREATE TABLE fresh (id int PRIMARY KEY, deleted_at timestamptz)")
+        .batch_execute(
+            "ALTER EVENT TRIGGER pgbelay_prepare_tables DISABLE; \
+             CREATE TABLE fresh (id int PRIMARY KEY, deleted_at timestamptz)",
+        )
         .await
         .expect("schema");
+    let prepared = "SELECT count(*) FROM pgbelay.shadow_tables WHERE relid = 'fresh'::regclass";
+    assert_eq!(count(&admin, prepared).await, 0, "not prepared yet");
     let proxy = TestProxy::start().await;
     let barrier = Arc::new(tokio::sync::Barrier::new(WRITERS));
     let mut writers = Vec::new();
@@ -1269,9 +1277,8 @@ async fn a_first_write_in_an_open_transaction_does_not_block_other_writers() {
     let _turn = HEAVY.lock().await;
     let db = create_db("load_block").await;
     let admin = connect_super(direct(), &db).await;
-    pgbelay::audit::install(&admin, "pgbelay")
-        .await
-        .expect("pgbelay init");
+    // The audit schema comes from template1, installed by a superuser as `pgbelay init`
+    // would be: with the event trigger.
     admin
         .batch_execute("CREATE TABLE fresh (id int PRIMARY KEY, deleted_at timestamptz)")
         .await

@@ -24,10 +24,6 @@ async fn texts(client: &Client, sql: &str) -> Vec<String> {
         .collect()
 }
 
-async fn count(client: &Client, sql: &str) -> i64 {
-    client.query_one(sql, &[]).await.expect(sql).get(0)
-}
-
 /// The newest change that is not part of another.
 async fn last_change(client: &Client) -> i64 {
     count(

@@ -39,10 +39,6 @@ async fn shop() -> (String, Client) {
     (db, admin)
 }
 
-async fn count(admin: &Client, sql: &str) -> i64 {
-    admin.query_one(sql, &[]).await.expect(sql).get(0)
-}
-
 #[tokio::test]
 async fn update_records_one_change_with_exact_images() {
     let proxy = guarded(1000).await;

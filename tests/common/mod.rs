@@ -225,6 +225,11 @@ pub async fn connect_url(ep: Endpoint, url: &str) -> Result<Client, tokio_postgr
     Ok(client)
 }
 
+/// The one value (an int8) `sql` returns.
+pub async fn count(client: &Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.expect(sql).get(0)
+}
+
 /// Connects as the superuser to database `db` (panics on failure).
 pub async fn connect_super(ep: Endpoint, db: &str) -> Client {
     connect(ep, superuser(), Some(SUPERUSER_PASSWORD), db)
