@@ -154,13 +154,16 @@ shipments and audit_notes (without). Things to try through pgbelay:
     DROP TABLE audit_notes;            -- refused: irreversible, needs an approval
     UPDATE orders SET status = 'paid'; -- refused: no WHERE
     DELETE FROM shipments;             -- refused: no WHERE
-    UPDATE orders SET status = 'lost' WHERE id = 7;  -- recorded; then: pgbelay changes,
-                                       -- pgbelay show 1, pgbelay undo 1
+    {RECORDED_EXAMPLE}  -- recorded; then: pgbelay changes,
+                                          -- pgbelay show 1, pgbelay undo 1
 
 Press Ctrl-C to stop; the throwaway PostgreSQL and its data are removed.",
         upstream = cluster.addr(),
     );
 }
+
+/// The write the banner suggests: valid on the demo data (a test runs it).
+const RECORDED_EXAMPLE: &str = "UPDATE orders SET status = 'shipped' WHERE id = 7;";
 
 #[cfg(test)]
 mod test {
@@ -191,5 +194,16 @@ mod test {
             )
             .unwrap();
         assert_eq!(soft.trim(), "customers,order_items,orders");
+        // The suggested write satisfies the fixture's constraints and changes one row.
+        let changed = cluster
+            .run_sql_in(
+                DEMO_DB,
+                &format!(
+                    "WITH w AS ({} RETURNING 1) SELECT count(*) FROM w",
+                    RECORDED_EXAMPLE.trim_end_matches(';')
+                ),
+            )
+            .unwrap();
+        assert_eq!(changed.trim(), "1");
     }
 }
