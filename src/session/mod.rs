@@ -3,9 +3,10 @@
 //! [`run`] answers the startup packets (SSLRequest `S` and the TLS handshake when a
 //! certificate is configured, else `N`; GSSENCRequest `N`; CancelRequest
 //! forwarded to the right backend), connects upstream, forwards the StartupMessage, and
-//! then runs one `select!` loop over: client readable, upstream readable, client writable,
-//! upstream writable, and shutdown. All protocol bookkeeping lives in [`relay::Relay`],
-//! which has no IO; this module only moves bytes and ends sessions cleanly.
+//! then polls both sockets in one loop (`poll_relay`): output due is written, both sides
+//! are read, and the shutdown signals are looked at only when nothing can move. All
+//! protocol bookkeeping lives in [`relay::Relay`], which has no IO; this module only
+//! moves bytes and ends sessions cleanly.
 
 pub mod cancel;
 mod hooks;
@@ -13,14 +14,18 @@ mod relay;
 mod state;
 pub mod upstream;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
+use tokio_util::io::{poll_read_buf, poll_write_buf};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tracing::{debug, info, warn};
 
 pub use hooks::{Decision, Hooks, PassThrough, Plan, Position, SessionHooks, SessionInfo};
@@ -334,68 +339,136 @@ where
         stop: &Shutdown,
     ) -> Result<(), SessionError> {
         let mut registration = None;
-        // Created once: a fresh `cancelled()` per iteration costs a waiter registration
-        // on every message.
-        let drain = stop.drain.cancelled();
-        let force = stop.force.cancelled();
+        // The session's own nodes of the shutdown tokens: checking a token locks its
+        // node, and a node shared by every session would be contended on every wakeup.
+        let (drain, force) = (stop.drain.child_token(), stop.force.child_token());
+        let drain = drain.cancelled();
+        let force = force.cancelled();
         tokio::pin!(drain, force);
-        let (end, result) = loop {
+        let (end, result) = std::future::poll_fn(|cx| {
+            self.poll_relay(
+                cx,
+                &mut relay,
+                shared,
+                &mut registration,
+                (drain.as_mut(), force.as_mut()),
+            )
+        })
+        .await;
+        self.finish(end, &mut relay).await;
+        result
+    }
+
+    /// Moves bytes until nothing can move: output already due is written first, then
+    /// both sides are read (a side not while more than [`BACKPRESSURE`] waits for the
+    /// other). Returns `Pending` only after every source it depends on was polled, and
+    /// looks at the shutdown signals only then, so a busy session pays for neither a
+    /// `select!` per message nor the shutdown checks.
+    fn poll_relay(
+        &mut self,
+        cx: &mut Context<'_>,
+        relay: &mut Relay,
+        shared: &Shared,
+        registration: &mut Option<cancel::Registration>,
+        (mut drain, mut force): (
+            Pin<&mut WaitForCancellationFuture<'_>>,
+            Pin<&mut WaitForCancellationFuture<'_>>,
+        ),
+    ) -> Poll<(End, Result<(), SessionError>)> {
+        loop {
             if relay.phase == Phase::Draining && relay.is_idle() {
                 relay
                     .to_client
                     .extend_from_slice(shutdown_error().to_frame().bytes());
-                break (End::Flush, Ok(()));
+                return Poll::Ready((End::Flush, Ok(())));
             }
-            let read_client = relay.to_upstream.len() < BACKPRESSURE;
-            let read_upstream = relay.to_client.len() < BACKPRESSURE;
-            tokio::select! {
-                r = self.client_r.read_buf(&mut self.cbuf), if read_client => match r {
-                    Ok(0) => break (End::ClientGone, Ok(())),
-                    Err(e) => break (End::ClientGone, Err(SessionError::ClientIo(e))),
-                    Ok(_) => match timed(&shared.metrics, || client_frames(&mut self.cbuf, &mut relay)) {
-                        Ok(Flow::Continue) => {}
-                        Ok(Flow::Close) => break (End::Flush, Ok(())),
-                        Err(e) => {
-                            let error = ErrorFields::fatal(
-                                SqlState::PROTOCOL_VIOLATION,
-                                format!("pgbelay: invalid message from client: {e}"),
-                            );
-                            relay.to_client.extend_from_slice(error.to_frame().bytes());
-                            break (End::ClientGone, Err(SessionError::ClientProtocol(e)));
-                        }
-                    },
-                },
-                r = self.up_r.read_buf(&mut self.ubuf), if read_upstream => match r {
-                    Ok(0) => break (End::UpstreamGone, Ok(())),
-                    Err(e) => break (End::UpstreamGone, Err(SessionError::UpstreamIo(e))),
-                    Ok(_) => {
-                        match upstream_frames(&mut self.ubuf, &mut relay, shared, &mut registration) {
-                            Ok(()) => {}
-                            Err(e) => break (End::UpstreamGone, Err(SessionError::UpstreamProtocol(e))),
-                        }
+            // Another round is needed when input was read (it may have produced output)
+            // or a write left bytes behind (the next poll registers for writability).
+            let mut again = false;
+            if !relay.to_upstream.is_empty() {
+                match poll_write_buf(Pin::new(&mut self.up_w), cx, &mut relay.to_upstream) {
+                    Poll::Ready(Ok(0)) => {
+                        let e = SessionError::UpstreamIo(std::io::ErrorKind::WriteZero.into());
+                        return Poll::Ready((End::UpstreamGone, Err(e)));
                     }
-                },
-                r = self.client_w.write_buf(&mut relay.to_client), if !relay.to_client.is_empty() => {
-                    if let Err(e) = r {
-                        break (End::ClientGone, Err(SessionError::ClientIo(e)));
+                    Poll::Ready(Ok(_)) => again |= !relay.to_upstream.is_empty(),
+                    Poll::Ready(Err(e)) => {
+                        return Poll::Ready((End::UpstreamGone, Err(SessionError::UpstreamIo(e))));
                     }
-                }
-                r = self.up_w.write_buf(&mut relay.to_upstream), if !relay.to_upstream.is_empty() => {
-                    if let Err(e) = r {
-                        break (End::UpstreamGone, Err(SessionError::UpstreamIo(e)));
-                    }
-                }
-                _ = &mut drain, if relay.phase == Phase::Ready => {
-                    relay.phase = Phase::Draining;
-                }
-                _ = &mut force => {
-                    relay.to_client.extend_from_slice(shutdown_error().to_frame().bytes());
-                    break (End::ClientGone, Ok(()));
+                    Poll::Pending => {}
                 }
             }
-        };
-        self.finish(end, &mut relay).await;
-        result
+            if !relay.to_client.is_empty() {
+                match poll_write_buf(Pin::new(&mut self.client_w), cx, &mut relay.to_client) {
+                    Poll::Ready(Ok(0)) => {
+                        let e = SessionError::ClientIo(std::io::ErrorKind::WriteZero.into());
+                        return Poll::Ready((End::ClientGone, Err(e)));
+                    }
+                    Poll::Ready(Ok(_)) => again |= !relay.to_client.is_empty(),
+                    Poll::Ready(Err(e)) => {
+                        return Poll::Ready((End::ClientGone, Err(SessionError::ClientIo(e))));
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            if relay.to_upstream.len() < BACKPRESSURE {
+                match poll_read_buf(Pin::new(&mut self.client_r), cx, &mut self.cbuf) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready((End::ClientGone, Ok(()))),
+                    Poll::Ready(Err(e)) => {
+                        return Poll::Ready((End::ClientGone, Err(SessionError::ClientIo(e))));
+                    }
+                    Poll::Ready(Ok(_)) => {
+                        match timed(&shared.metrics, || client_frames(&mut self.cbuf, relay)) {
+                            Ok(Flow::Continue) => again = true,
+                            Ok(Flow::Close) => return Poll::Ready((End::Flush, Ok(()))),
+                            Err(e) => {
+                                let error = ErrorFields::fatal(
+                                    SqlState::PROTOCOL_VIOLATION,
+                                    format!("pgbelay: invalid message from client: {e}"),
+                                );
+                                relay.to_client.extend_from_slice(error.to_frame().bytes());
+                                let e = SessionError::ClientProtocol(e);
+                                return Poll::Ready((End::ClientGone, Err(e)));
+                            }
+                        }
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            if relay.to_client.len() < BACKPRESSURE {
+                match poll_read_buf(Pin::new(&mut self.up_r), cx, &mut self.ubuf) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready((End::UpstreamGone, Ok(()))),
+                    Poll::Ready(Err(e)) => {
+                        return Poll::Ready((End::UpstreamGone, Err(SessionError::UpstreamIo(e))));
+                    }
+                    Poll::Ready(Ok(_)) => {
+                        if let Err(e) = upstream_frames(&mut self.ubuf, relay, shared, registration)
+                        {
+                            let e = SessionError::UpstreamProtocol(e);
+                            return Poll::Ready((End::UpstreamGone, Err(e)));
+                        }
+                        again = true;
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            if again {
+                continue;
+            }
+            // `force` fires only after `drain` (when the shutdown timeout runs out), so a
+            // session watches one token at a time.
+            if relay.phase == Phase::Ready && drain.as_mut().poll(cx).is_ready() {
+                relay.phase = Phase::Draining;
+                continue;
+            }
+            if relay.phase != Phase::Ready && force.as_mut().poll(cx).is_ready() {
+                relay
+                    .to_client
+                    .extend_from_slice(shutdown_error().to_frame().bytes());
+                return Poll::Ready((End::ClientGone, Ok(())));
+            }
+            return Poll::Pending;
+        }
     }
 
     async fn finish(&mut self, end: End, relay: &mut Relay) {
