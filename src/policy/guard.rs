@@ -38,7 +38,7 @@ pub const MAX_CACHED_LEN: usize = 64 * 1024;
 pub const DEFAULT_CACHE_ENTRIES: usize = 4096;
 
 type Analysis = Arc<Result<Vec<Statement>, ParseError>>;
-type Cache = LruCache<(String, Dialect), Analysis>;
+type Cache = LruCache<String, Analysis>;
 
 /// Only a single plain read with no setting change may stand for the other statements
 /// of its numeric-masked shape.
@@ -50,7 +50,9 @@ fn shareable(analysis: &Analysis) -> bool {
 #[derive(Clone)]
 pub struct Guard {
     audit_schema: Arc<str>,
-    cache: Arc<Mutex<Cache>>,
+    /// Analyses by exact text, one cache per literal dialect (indexed by
+    /// `standard_conforming_strings`): where a literal ends depends on it.
+    caches: Arc<[Mutex<Cache>; 2]>,
     /// Analyses of plain SELECTs by numeric-masked text.
     shapes: Arc<Mutex<LruCache<String, Analysis>>>,
     /// How writes are recorded.
@@ -78,7 +80,7 @@ impl Guard {
         let entries = NonZeroUsize::new(entries).unwrap_or(NonZeroUsize::MIN);
         Self {
             audit_schema: Arc::from(settings.audit_schema.as_str()),
-            cache: Arc::new(Mutex::new(LruCache::new(entries))),
+            caches: Arc::new([(); 2].map(|()| Mutex::new(LruCache::new(entries)))),
             shapes: Arc::new(Mutex::new(LruCache::new(entries))),
             recorder: Recorder::new(settings),
             secret: settings
@@ -97,10 +99,9 @@ impl Guard {
         if sql.len() > MAX_CACHED_LEN {
             return Arc::new(analyze(sql, dialect));
         }
-        let key = (sql.to_string(), dialect);
         // A poisoned lock only means another session panicked mid-update; the cache
         // holds immutable values, so it is still sound to use.
-        if let Some(hit) = self.lock().get(&key) {
+        if let Some(hit) = self.lock(dialect).get(sql) {
             return Arc::clone(hit);
         }
         let masked = numeric_masked_key(sql, dialect);
@@ -111,11 +112,11 @@ impl Guard {
                 sql.get(span.clone()),
             )
         {
+            // Not cached under its own text: texts that differ only in numbers (a new
+            // one per call) would push every other statement out of the cache.
             let mut statement = one.clone();
             statement.text = text.to_string();
-            let fresh: Analysis = Arc::new(Ok(vec![statement]));
-            self.lock().put(key, Arc::clone(&fresh));
-            return fresh;
+            return Arc::new(Ok(vec![statement]));
         }
         let fresh = Arc::new(analyze(sql, dialect));
         if let Some((masked_key, _)) = masked
@@ -123,12 +124,14 @@ impl Guard {
         {
             self.lock_shapes().put(masked_key, Arc::clone(&fresh));
         }
-        self.lock().put(key, Arc::clone(&fresh));
+        self.lock(dialect).put(sql.to_string(), Arc::clone(&fresh));
         fresh
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self, dialect: Dialect) -> std::sync::MutexGuard<'_, Cache> {
+        self.caches[usize::from(dialect.standard_conforming_strings)]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock_shapes(&self) -> std::sync::MutexGuard<'_, LruCache<String, Analysis>> {
