@@ -583,6 +583,111 @@ async fn statements_later_in_a_read_write_batch_are_refused() {
     assert!(errors.is_empty(), "{errors:?}");
 }
 
+/// Parse (when `sql` is given), Bind with text parameters, Execute of the named
+/// statement `name`, without Sync: what pgjdbc sends once a statement has reached
+/// prepareThreshold.
+fn named_step(name: &str, sql: Option<&str>, params: &[&str]) -> Vec<u8> {
+    let mut out = Vec::new();
+    if let Some(sql) = sql {
+        let body = [name.as_bytes(), &[0], sql.as_bytes(), &[0, 0, 0]].concat();
+        out.extend(frame(b'P', &body));
+    }
+    let mut bind = [&[0u8][..], name.as_bytes(), &[0, 0, 0]].concat();
+    bind.extend_from_slice(&i16::try_from(params.len()).unwrap().to_be_bytes());
+    for p in params {
+        bind.extend_from_slice(&i32::try_from(p.len()).unwrap().to_be_bytes());
+        bind.extend_from_slice(p.as_bytes());
+    }
+    bind.extend_from_slice(&[0, 0]);
+    out.extend(frame(b'B', &bind));
+    out.extend(frame(b'E', &[0, 0, 0, 0, 0]));
+    out
+}
+
+/// Sends `bytes` and a Sync; the error messages the batch got.
+async fn synced(conn: &mut RawConn, mut bytes: Vec<u8>) -> Vec<String> {
+    bytes.extend(frame(b'S', &[]));
+    conn.send(&bytes).await;
+    conn.read_until(b'Z')
+        .await
+        .expect("batch answered")
+        .iter()
+        .filter(|m| m.tag == b'E')
+        .map(|m| format!("{:?}", m.fields().get(&b'M')))
+        .collect()
+}
+
+/// A named write whose Parse and Bind come in one batch (pgjdbc after prepareThreshold)
+/// is recorded, in autocommit and in the client's transaction, and so are its later
+/// executions; a Parse sent alone records nothing.
+#[tokio::test]
+async fn a_named_write_parsed_and_bound_in_one_batch_is_recorded() {
+    let proxy = guarded(1000).await;
+    let (db, admin) = shop().await;
+    admin
+        .batch_execute(&format!("GRANT ALL ON orders TO {TRUST_USER}"))
+        .await
+        .expect("grants");
+    let (mut conn, _) = RawConn::startup(&proxy.addr().to_string(), &db, "jdbc").await;
+    let sql = "UPDATE orders SET total = $1 WHERE id = $2";
+
+    let errors = synced(&mut conn, named_step("S_1", Some(sql), &["7", "1"])).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    let errors = synced(&mut conn, named_step("S_1", None, &["8", "2"])).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    batch(&mut conn, &["BEGIN"]).await;
+    let errors = synced(&mut conn, named_step("S_2", Some(sql), &["9", "3"])).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    batch(&mut conn, &["COMMIT"]).await;
+    let parse_only = frame(b'P', &[b"S_3\0", sql.as_bytes(), &[0, 0, 0]].concat());
+    let errors = synced(&mut conn, parse_only).await;
+    assert!(errors.is_empty(), "{errors:?}");
+
+    let totals: Vec<(i32, String)> = admin
+        .query(
+            "SELECT id, total::text FROM orders WHERE id <= 3 ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("orders")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        totals,
+        [(1, "7.00".into()), (2, "8.00".into()), (3, "9.00".into())]
+    );
+    // One change row per execution, each with the row's before-image.
+    let shadow: String = admin
+        .query_one("SELECT DISTINCT shadow_table FROM pgbelay.changes", &[])
+        .await
+        .expect("one shadow table")
+        .get(0);
+    let befores: Vec<(i32, String)> = admin
+        .query(
+            &format!(
+                "SELECT s.id, s.total::text FROM pgbelay.changes c
+                   JOIN {shadow} s ON s.pgbelay_change_id = c.id
+                  WHERE s.pgbelay_image = 'before' AND c.statement = $1 AND c.rows = 1
+                  ORDER BY c.id"
+            ),
+            &[&sql],
+        )
+        .await
+        .expect("changes")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        befores,
+        [(1, "1.50".into()), (2, "3.00".into()), (3, "4.50".into())]
+    );
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM pgbelay.changes").await,
+        3
+    );
+}
+
 /// A database made from template0: no audit schema.
 async fn bare_db() -> (String, Client) {
     let db = unique("noaudit");

@@ -491,24 +491,18 @@ impl GuardSession {
         if let Some(name) = parse_name {
             self.extended
                 .insert(name.to_string(), Extended::Write(recorded.clone()));
-            // A named statement is prepared now and executed by later Binds (which are
-            // wrapped); wrapping its Parse would run the recording statements, and their
-            // locks, for nothing (pgbench prepares synchronously inside its transactions).
-            // The unnamed statement is parsed and executed in one batch.
-            if !at.batch_start {
-                // Only the text changes here; its Bind decides (and refuses when it cannot
-                // be wrapped).
+            // Only the text changes here, and its Bind decides (and refuses when it cannot
+            // be wrapped), later in a batch and for an approved statement: a Parse sent
+            // alone (tokio-postgres prepares first) would spend the token on nothing.
+            if !at.batch_start || (!name.is_empty() && recorded.claims_token()) {
                 return Decision::Rewrite(Recorder::text_only(&recorded));
             }
-            if !name.is_empty() {
-                if at.pipelined {
-                    return Decision::Wait;
-                }
-                let check_schema = !self.schema_checked && at.tx_status == TxStatus::InTransaction;
-                let plan = recorder.plan_parse(&recorded, at, check_schema);
-                self.schema_checked |= check_schema;
-                return Decision::Rewrite(plan);
-            }
+            // At a batch's start the Parse is wrapped like the write itself, whether or not
+            // its Bind follows in the same batch: the unnamed statement always does, and
+            // so does a named one from pgjdbc once prepareThreshold is reached (Parse S_1,
+            // Bind S_1, Execute, Sync), where nothing could be put before the Bind. Later
+            // Binds in batches of their own are wrapped again. A Parse sent alone (pgbench
+            // -M prepared) runs the announcement for nothing; it leaves no change row.
             self.batch_wrapped = Some(name.to_string());
         }
         if at.pipelined {

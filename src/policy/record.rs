@@ -65,9 +65,16 @@ pub struct RecordedWrite {
     copy: bool,
     /// After the statement: the change row of an approved statement no trigger records.
     markers: Vec<String>,
-    /// The target table, prepared for recording ahead of a named Parse in a transaction
-    /// (see [`Recorder::plan_parse`]).
-    prepare: Option<QualifiedName>,
+    /// The announcement claims an approval token (single use): it may run only where
+    /// the statement really executes.
+    claims_token: bool,
+}
+
+impl RecordedWrite {
+    /// Whether running the announcement spends an approval token.
+    pub fn claims_token(&self) -> bool {
+        self.claims_token
+    }
 }
 
 /// A statement as the client sent it.
@@ -159,7 +166,7 @@ impl Recorder {
             rename_tag,
             copy: kind == WriteKind::CopyFrom,
             markers: Vec::new(),
-            prepare: Some(target.clone()),
+            claims_token: approval.is_some(),
         })
     }
 
@@ -231,7 +238,7 @@ impl Recorder {
             rename_tag: None,
             copy: false,
             markers: Vec::new(),
-            prepare: None,
+            claims_token: true,
         };
         let mut marker = true;
         let mut first_table = None;
@@ -320,28 +327,6 @@ impl Recorder {
             rename_tag: write.rename_tag.clone(),
             ..Plan::default()
         }
-    }
-
-    /// A named Parse of `write`, at the start of a batch: only the text changes (its Binds
-    /// are wrapped). Inside the client's transaction the target table is also prepared
-    /// for recording first: the Parse takes ROW EXCLUSIVE on the table, held to the end of
-    /// the transaction, and two first writes that both hold it while their Binds create
-    /// the capture triggers (SHARE ROW EXCLUSIVE) deadlock. Prepared first, the second
-    /// waits instead. (In autocommit the Parse's lock ends with its own batch.) A failed
-    /// preparation fails the Parse, as it would fail the write.
-    pub fn plan_parse(&self, write: &RecordedWrite, at: Position, check_schema: bool) -> Plan {
-        let mut parse = Self::text_only(write);
-        // Whenever asked (the caller then counts the schema as checked), even without a
-        // table to prepare (an approved statement).
-        if check_schema {
-            parse.before.push(self.ensure_schema.to_string());
-        }
-        if let (Some(target), TxStatus::InTransaction) = (&write.prepare, at.tx_status)
-            && let Ok(prepare) = audit::prepare_table_sql(&self.audit_schema, &target.to_string())
-        {
-            parse.before.push(prepare);
-        }
-        parse
     }
 
     /// A write prepared at Parse, now bound: the same plan without replacing the SQL (the
@@ -594,39 +579,5 @@ mod test {
         assert_eq!(plan.before.len(), 1);
         assert!(plan.after.is_empty(), "{:?}", plan.after);
         assert_eq!(plan.sql, None);
-    }
-
-    /// A named Parse asked to check the schema checks it, also when there is no table to
-    /// prepare (an approved statement): the session then counts it as checked.
-    #[test]
-    fn a_parse_asked_to_check_the_schema_checks_it() {
-        let r = Recorder::new(&Settings::default());
-        let sql = "UPDATE orders SET n = 1 WHERE id = 1";
-        let w = r
-            .write(
-                &SessionInfo::default(),
-                WriteKind::Update,
-                &target(),
-                Source {
-                    text: sql,
-                    client_sql: sql,
-                    dialect: Dialect::default(),
-                },
-                None,
-            )
-            .unwrap();
-        let in_tx = at(TxStatus::InTransaction);
-        let with_table = r.plan_parse(&w, in_tx, true);
-        assert_eq!(with_table.before.len(), 2, "{:?}", with_table.before);
-        assert_eq!(with_table.before[0], *r.ensure_schema);
-        let without_table = RecordedWrite {
-            prepare: None,
-            ..w.clone()
-        };
-        assert_eq!(
-            r.plan_parse(&without_table, in_tx, true).before,
-            vec![r.ensure_schema.to_string()]
-        );
-        assert!(r.plan_parse(&without_table, in_tx, false).before.is_empty());
     }
 }
