@@ -519,16 +519,7 @@ fn step(sql: &str) -> Vec<u8> {
 
 /// Sends `steps` as one batch (one Sync) and returns the error messages it got.
 async fn batch(conn: &mut RawConn, steps: &[&str]) -> Vec<String> {
-    let mut bytes: Vec<u8> = steps.iter().flat_map(|sql| step(sql)).collect();
-    bytes.extend(frame(b'S', &[]));
-    conn.send(&bytes).await;
-    conn.read_until(b'Z')
-        .await
-        .expect("batch answered")
-        .iter()
-        .filter(|m| m.tag == b'E')
-        .map(|m| format!("{:?}", m.fields().get(&b'M')))
-        .collect()
+    synced(conn, steps.iter().flat_map(|sql| step(sql)).collect()).await
 }
 
 /// A statement later in an extended-protocol batch gets nothing of its own around it: in
