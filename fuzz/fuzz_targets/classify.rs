@@ -1,14 +1,14 @@
 //! Any text through the policy's classifier, in both literal dialects: no panic, and
 //! every statement it calls a read is one by an independent check (`read_oracle`).
-//! A Query made only of reads that `has_locking_clause` says locks rows is sent without
-//! the read-only guard, so each of its statements must really have a locking clause.
+//! A Query made only of reads that the analysis says lock rows (`locks_rows`) is sent
+//! without the read-only guard, so each of its statements must really have a locking clause.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use pg_query::ParserOptions;
 use pgbelay::policy::{Context, Dialect, Prepared, StatementClass, judge};
-use pgbelay::sql::has_locking_clause;
+use pgbelay::sql::{analyze, locks_rows};
 use pgbelay_fuzz::read_oracle::Oracle;
 use pgbelay_fuzz::tree::{has_nonempty, json};
 
@@ -73,7 +73,7 @@ fn check(sql: &str, dialect: Dialect) {
             );
         }
     }
-    if reads == judgement.statements.len() && has_locking_clause(sql) {
+    if reads == judgement.statements.len() && analyze(sql, dialect).is_ok_and(|s| locks_rows(&s)) {
         for tree in &trees {
             assert!(
                 has_nonempty(&json(tree), "locking_clause"),

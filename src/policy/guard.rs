@@ -29,7 +29,7 @@ use super::refusal::Refusal;
 use super::{
     Context, Judgement, Prepared, PreparedChange, StatementClass, Verdict, judge_analyzed,
 };
-use crate::sql::{QualifiedName, TransactionStart, has_locking_clause, transaction_start};
+use crate::sql::{QualifiedName, TransactionStart, locks_rows, transaction_start};
 
 /// Statements longer than this (bytes) are parsed every time instead of cached.
 pub const MAX_CACHED_LEN: usize = 64 * 1024;
@@ -401,12 +401,11 @@ impl GuardSession {
             && statements[0].class == StatementClass::TransactionControl
             && transaction_start(sql, dialect) == Some(TransactionStart::ReadWrite);
         // A read that locks rows cannot run read-only: in a transaction it is checked for
-        // hidden writes instead; in autocommit the server refuses its locks.
-        // Only asked where the answer is used (a Query in autocommit runs read-only either
-        // way): the lexer pass is the guard's main cost on a read the cache answers.
+        // hidden writes instead; in autocommit the server refuses its locks. (From the
+        // cached analysis, in the session's dialect.)
         let locking = all_reads
             && (parse_name.is_some() || at.tx_status == TxStatus::InTransaction)
-            && has_locking_clause(sql);
+            && analysis.as_ref().as_ref().is_ok_and(|s| locks_rows(s));
         let guarded_read = all_reads && !locking;
         // SPEC B4: additive DDL is allowed; the read-only default must not refuse it.
         let all_ddl = !statements.is_empty()

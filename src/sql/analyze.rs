@@ -192,6 +192,8 @@ pub struct Statement {
     /// PostgreSQL runs non-volatile functions read-only; CREATE EXTENSION runs the
     /// server's installed script).
     pub runs_user_code: Option<Vec<QualifiedName>>,
+    /// A SELECT in it has a row-locking clause (PostgreSQL refuses those read-only).
+    pub locks_rows: bool,
 }
 
 /// Parses `sql` and analyses each of its statements.
@@ -211,6 +213,7 @@ fn statement(text: &str, tree: &Node) -> Statement {
         settings: Vec::new(),
         touched: Vec::new(),
         runs_user_code: None,
+        locks_rows: super::parse::locks(tree),
     };
     if let Some(n) = &tree.node {
         s.kind = kind(n, &mut s);
@@ -221,6 +224,13 @@ fn statement(text: &str, tree: &Node) -> Statement {
         touched(tree, &mut s.touched);
     }
     s
+}
+
+/// Whether reads must run without the read-only guard because they lock rows: every
+/// statement has a locking clause (with one that does not, that one would run unguarded
+/// too). A missed lock only makes the read fail read-only (25006).
+pub fn locks_rows(statements: &[Statement]) -> bool {
+    !statements.is_empty() && statements.iter().all(|s| s.locks_rows)
 }
 
 /// How DDL statements run, as the guard needs to know: `None` when none of them runs
@@ -666,6 +676,36 @@ fn touched(tree: &Node, out: &mut Vec<QualifiedName>) {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    fn locking(sql: &str, d: Dialect) -> bool {
+        analyze(sql, d).is_ok_and(|s| locks_rows(&s))
+    }
+
+    #[test]
+    fn locking_clauses_come_from_the_tree() {
+        let d = Dialect::default();
+        let off = Dialect {
+            standard_conforming_strings: false,
+        };
+        assert!(locking("SELECT * FROM t WHERE id = 1 FOR UPDATE", d));
+        assert!(locking("select 1 from t for no key update skip locked", d));
+        assert!(locking("SELECT 1 FROM t FOR KEY SHARE OF t", d));
+        assert!(locking("SELECT 1 FROM (SELECT * FROM t FOR SHARE) x", d));
+        assert!(!locking("SELECT substring('abc' FROM 1 FOR 2)", d));
+        assert!(!locking("SELECT 'for update'", d));
+        assert!(!locking("  ", d));
+        // Lock-like tokens that are no locking clause.
+        assert!(!locking(
+            "select pg_sleep(1), substring(s FROM 1 FOR update) from (select 'abc' s, 2 \"update\") x",
+            d
+        ));
+        // Where a literal ends depends on the session's dialect.
+        assert!(locking(r"SELECT f(), '\' FROM t FOR UPDATE --'", d));
+        assert!(!locking(r"SELECT f(), '\' FROM t FOR UPDATE --'", off));
+        assert!(locking("SELECT f(), 'x' FROM t FOR UPDATE -- '", d));
+        // Every statement must lock: the other would run unguarded too.
+        assert!(!locking("SELECT 1 FROM t FOR UPDATE; SELECT f()", d));
+    }
 
     /// The relations DDL that runs user code fills, as the guard gets them (`None`: does
     /// not parse).

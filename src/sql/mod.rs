@@ -16,12 +16,9 @@ mod walk;
 
 pub use analyze::{
     AlterAction, Kind, QualifiedName, SettingChange, SettingName, SettingValue, Statement, Write,
-    WriteKind, analyze, ddl_user_code,
+    WriteKind, analyze, ddl_user_code, locks_rows,
 };
 pub use canonical::{
     CanonicalError, DropTables, TruncateTables, canonical, comments, drop_tables, truncate_tables,
 };
-pub use parse::{
-    Dialect, ParseError, TransactionStart, has_locking_clause, numeric_masked_key,
-    transaction_start,
-};
+pub use parse::{Dialect, ParseError, TransactionStart, numeric_masked_key, transaction_start};

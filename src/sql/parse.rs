@@ -108,49 +108,11 @@ pub fn transaction_start(sql: &str, dialect: Dialect) -> Option<TransactionStart
     })
 }
 
-/// Whether `sql` has a row-locking clause (`FOR UPDATE`, `FOR NO KEY UPDATE`, `FOR SHARE`,
-/// `FOR KEY SHARE`): PostgreSQL refuses those in a read-only transaction, so the caller
-/// runs such reads without the read-only guard. Hence `true` only for a clause in the parse
-/// tree (`substring(x FROM 1 FOR update)` has the tokens and no clause), and only when
-/// every literal dialect that parses the text has one: the session's dialect is not known
-/// here, and a text that lexes as a lock under one dialect may be a plain read, calling
-/// anything, under the other. With several statements, every one must lock: the others
-/// would run unguarded too. A missed lock only makes the read fail read-only (25006).
-pub fn has_locking_clause(sql: &str) -> bool {
-    use pg_query::protobuf::Token;
-    if sql.trim().is_empty() || sql.contains('\0') {
-        return false;
-    }
-    // Fast path: no `FOR UPDATE|SHARE|NO|KEY` tokens, no clause.
-    if let Ok(tokens) = pg_query::scan_tokens(sql)
-        && !tokens.windows(2).any(|w| {
-            w[0].token == Token::For as i32
-                && [Token::Update, Token::Share, Token::No, Token::Key]
-                    .iter()
-                    .any(|t| w[1].token == *t as i32)
-        })
-    {
-        return false;
-    }
-    let dialects = [true, false].map(|standard_conforming_strings| Dialect {
-        standard_conforming_strings,
-    });
-    let mut parsed = dialects
-        .iter()
-        .filter_map(|d| parse(sql, *d).ok())
-        .peekable();
-    parsed.peek().is_some()
-        && parsed.all(|statements| {
-            !statements.is_empty() && statements.iter().all(|s| locks(s.tree.as_deref()))
-        })
-}
-
-/// Whether a SELECT anywhere in `tree` has a locking clause.
-fn locks(tree: Option<&Node>) -> bool {
+/// Whether a SELECT anywhere in `tree` has a locking clause (`FOR UPDATE`, `FOR NO KEY
+/// UPDATE`, `FOR SHARE`, `FOR KEY SHARE`): from the tree, so `substring(x FROM 1 FOR
+/// update)` has none.
+pub(crate) fn locks(tree: &Node) -> bool {
     use super::walk::{Step, walk};
-    let Some(tree) = tree else {
-        return false;
-    };
     let mut found = false;
     walk(tree, &mut |n| {
         if let pg_query::NodeRef::SelectStmt(s) = n
@@ -477,37 +439,5 @@ mod test {
         );
         assert_eq!(transaction_start("COMMIT", d), None);
         assert_eq!(transaction_start("BEGIN; SELECT 1", d), None);
-    }
-
-    #[test]
-    fn locking_clauses() {
-        assert!(has_locking_clause(
-            "SELECT * FROM t WHERE id = 1 FOR UPDATE"
-        ));
-        assert!(has_locking_clause(
-            "select 1 from t for no key update skip locked"
-        ));
-        assert!(has_locking_clause("SELECT 1 FROM t FOR KEY SHARE OF t"));
-        assert!(!has_locking_clause("SELECT substring('abc' FROM 1 FOR 2)"));
-        assert!(!has_locking_clause("SELECT 'for update'"));
-        assert!(!has_locking_clause("  "));
-    }
-
-    #[test]
-    fn locking_clauses_come_from_the_tree_in_every_dialect() {
-        // Found by the classify fuzz target: the standard lexer fails on this text, which
-        // counted as a lock, yet with standard_conforming_strings off it is a plain read.
-        assert!(!has_locking_clause(
-            r"select O'\f\' |set t|DINSERTransaction_read_only' = off"
-        ));
-        // Lock-like tokens that are no locking clause.
-        assert!(!has_locking_clause(
-            "select pg_sleep(1), substring(s FROM 1 FOR update) from (select 'abc' s, 2 \"update\") x"
-        ));
-        assert!(!has_locking_clause(r"SELECT f(), '\' FOR UPDATE --'"));
-        assert!(has_locking_clause("SELECT f(), 'x' FROM t FOR UPDATE -- '"));
-        assert!(!has_locking_clause(
-            "SELECT 1 FROM t FOR UPDATE; SELECT f()"
-        ));
     }
 }
