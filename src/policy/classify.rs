@@ -27,9 +27,11 @@ pub(crate) fn classify(s: &Statement, ctx: &Context<'_>, prepared: &Prepared) ->
 
 /// Guard settings, destructive functions, the audit schema: refused whatever the kind.
 fn guarded(s: &Statement, ctx: &Context<'_>) -> Option<I> {
-    let audit = ctx.audit_schemas();
+    // Built only for a statement that sets something or is no plain read.
+    let audit = std::cell::OnceCell::new();
+    let audit = || audit.get_or_init(|| ctx.audit_schemas());
     for change in &s.settings {
-        match settings::check(change, &audit) {
+        match settings::check(change, audit()) {
             Some(settings::GuardBreach::Guard(name, _)) => return Some(I::GuardSetting(name)),
             Some(settings::GuardBreach::Encoding(e)) => return Some(I::Encoding(e)),
             None => {}
@@ -39,9 +41,9 @@ fn guarded(s: &Statement, ctx: &Context<'_>) -> Option<I> {
         return Some(I::DestructiveFunction((*name).to_string()));
     }
     let in_audit = |q: &QualifiedName| match &q.schema {
-        Some(schema) => audit.contains(schema),
+        Some(schema) => audit().contains(schema),
         // A bare name in a DDL may be a schema (DROP SCHEMA pgbelay): erring safe.
-        None => audit.contains(&q.name),
+        None => audit().contains(&q.name),
     };
     let hit = match &s.kind {
         Kind::Read | Kind::CopyTo | Kind::SessionControl | Kind::TransactionControl => None,
@@ -49,7 +51,7 @@ fn guarded(s: &Statement, ctx: &Context<'_>) -> Option<I> {
             .writes
             .iter()
             .map(|w| &w.target)
-            .find(|t| t.schema.as_ref().is_some_and(|sc| audit.contains(sc))),
+            .find(|t| t.schema.as_ref().is_some_and(|sc| audit().contains(sc))),
         _ => s.touched.iter().find(|q| in_audit(q)),
     };
     if let Some(q) = hit {

@@ -125,12 +125,14 @@ pub fn why(name: &str) -> &'static str {
 /// name means the server has not reported one yet; PostgreSQL always reports it before
 /// the first query, so this only happens offline, where UTF-8 is assumed.
 pub fn encoding_ok(name: &str) -> bool {
-    let norm: String = name
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    matches!(norm.as_str(), "" | "utf8" | "unicode" | "sqlascii")
+    // Judged with every statement: compared without building the normalized name.
+    let norm = name
+        .bytes()
+        .filter(u8::is_ascii_alphanumeric)
+        .map(|b| b.to_ascii_lowercase());
+    ["", "utf8", "unicode", "sqlascii"]
+        .iter()
+        .any(|ok| norm.clone().eq(ok.bytes()))
 }
 
 /// Splits a `search_path` value the way PostgreSQL does: comma-separated identifiers,
