@@ -656,6 +656,67 @@ async fn added_columns_reach_the_shadow_and_later_images() {
     assert_eq!(old_n, 1);
 }
 
+/// `begin_statement` skips the preparation when the table is unchanged since; a change
+/// the event trigger did not see (here: DDL run while it stands aside) is noticed by the
+/// next announcement, which prepares the table again before the write.
+#[tokio::test]
+async fn announcements_notice_changes_the_event_trigger_missed() {
+    let (_db, client) = fresh_db().await;
+    client
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY, n int); INSERT INTO t VALUES (1, 0)")
+        .await
+        .expect("setup");
+    let update = |sql: &'static str| {
+        let client = &client;
+        async move {
+            recorded(client, &meta("t", sql), sql)
+                .await
+                .expect(sql)
+                .expect("change id")
+        }
+    };
+    update("UPDATE t SET n = 1").await;
+    // The event trigger does nothing while pgbelay.preparing is on (its own DDL).
+    let unseen = |ddl: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .batch_execute(&format!(
+                    "BEGIN; SET LOCAL pgbelay.preparing = 'on'; {ddl}; COMMIT"
+                ))
+                .await
+                .expect(ddl);
+        }
+    };
+    unseen("ALTER TABLE t ADD COLUMN label text DEFAULT 'a'").await;
+    let added = update("UPDATE t SET n = 2").await;
+    assert_eq!(
+        images(&client, "\"public.t\"", added, "id, n, label").await,
+        pairs(&[("before", "(1,1,a)"), ("after", "(1,2,a)")])
+    );
+    unseen("ALTER TABLE t RENAME COLUMN label TO tag").await;
+    let renamed = update("UPDATE t SET tag = 'b'").await;
+    assert_eq!(
+        images(&client, "\"public.t\"", renamed, "id, n, tag").await,
+        pairs(&[("before", "(1,2,a)"), ("after", "(1,2,b)")])
+    );
+    unseen("ALTER TABLE t DISABLE TRIGGER pgbelay_capture_update").await;
+    let disabled = update("UPDATE t SET n = 3").await;
+    assert_eq!(
+        images(&client, "\"public.t\"", disabled, "id, n").await,
+        pairs(&[("before", "(1,2)"), ("after", "(1,3)")])
+    );
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 't'::regclass \
+             AND tgname LIKE 'pgbelay_capture_%' AND tgenabled = 'A'"
+        )
+        .await,
+        4
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_get_exactly_their_rows() {
     let (db, client) = fresh_db().await;

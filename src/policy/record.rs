@@ -547,7 +547,13 @@ mod test {
             "{}",
             plan.before[2]
         );
-        assert!(plan.before[2].contains("kind => 'delete'"));
+        assert!(
+            plan.before[2].contains(
+                "::pg_catalog.regclass, 'DELETE FROM orders WHERE id = 1', 'delete', 1000,"
+            ),
+            "{}",
+            plan.before[2]
+        );
         assert_eq!(plan.after, vec!["COMMIT"]);
         assert_eq!(
             plan.sql.as_deref(),

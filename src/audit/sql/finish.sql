@@ -5,6 +5,7 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA @S@ FROM PUBLIC;
 -- The entry points the proxy calls with the client's own credentials.
 GRANT EXECUTE ON FUNCTION
     @S@.begin_statement(regclass, text, text, bigint, text, text, text, text, text, text),
+    @S@._begin_statement(regclass, text, text, text, text, text, text),
     @S@.end_statement(),
     @S@.record_change(text, text, text, bigint, text),
     @S@.prepare_table(regclass)

@@ -84,18 +84,11 @@ BEGIN
     -- the fast path's time.
     -- The signature is what decides that nothing changed: the source's current name and
     -- its columns with their types.
+    -- (@SIGNATURE@ and @CAPTURE_TRIGGERS_OK@ are the expressions begin_statement's fast
+    -- path checks too.)
     SELECT c.relkind, c.relpersistence, n.nspname, c.relname, c.relowner,
-           format('%I.%I', n.nspname, c.relname) || ' ('
-           || coalesce((SELECT string_agg(format('%I %s/%s', a.attname, a.atttypid, a.atttypmod), ', '
-                                          ORDER BY a.attnum)
-                        FROM pg_attribute a
-                        WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '')
-           || ')' AS signature,
-           -- the four capture triggers exist and fire in every replication role
-           (SELECT count(*) FROM pg_trigger t
-             WHERE t.tgrelid = c.oid AND t.tgenabled = 'A'
-               AND t.tgname IN ('pgbelay_capture_insert', 'pgbelay_capture_update',
-                                'pgbelay_capture_delete', 'pgbelay_capture_truncate')) = 4 AS triggers_ok,
+           (@SIGNATURE@) AS signature,
+           (@CAPTURE_TRIGGERS_OK@) AS triggers_ok,
            s.signature AS prepared_signature, s.shadow_table
       INTO v_class
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -129,10 +122,7 @@ BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('pgbelay prepare'), (rel::oid::bigint - 2147483648)::int);
     SELECT * INTO v_map FROM @S@.shadow_tables WHERE relid = rel;
     IF FOUND AND v_map.signature = v_class.signature
-       AND (SELECT count(*) FROM pg_trigger t
-             WHERE t.tgrelid = rel AND t.tgenabled = 'A'
-               AND t.tgname IN ('pgbelay_capture_insert', 'pgbelay_capture_update',
-                                'pgbelay_capture_delete', 'pgbelay_capture_truncate')) = 4 THEN
+       AND (SELECT (@CAPTURE_TRIGGERS_OK@) FROM pg_class c WHERE c.oid = rel) THEN
         RETURN format('%I.%I', v_audit, v_map.shadow_table);
     END IF;
     -- The DDL below fires the event trigger (prepare_on_ddl), which must not prepare the

@@ -9,6 +9,13 @@
 -- happens in the calling statement, before this function's search_path applies).
 -- Returns the shadow table's qualified name (NULL for a temporary table or when rel is
 -- NULL, e.g. for a statement that touches no table's rows).
+--
+-- This runs before every recorded write, so the common case takes a fast path: a write
+-- without a token to a table prepared and unchanged since (the same check as _prepare's,
+-- in one query) only sets the settings. It runs with the caller's rights (what it reads
+-- is readable by PUBLIC), without SECURITY DEFINER's SET search_path (a GUC save and
+-- restore per call), so everything in it is schema-qualified. Anything else goes to
+-- _begin_statement, which prepares the table, checks the writer and claims the token.
 CREATE OR REPLACE FUNCTION @S@.begin_statement(
     rel regclass,
     statement text,
@@ -21,10 +28,67 @@ CREATE OR REPLACE FUNCTION @S@.begin_statement(
     application_name text DEFAULT NULL,
     soft_delete_column text DEFAULT 'deleted_at'
 ) RETURNS text
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $pgbelay$
+LANGUAGE plpgsql AS $pgbelay$
 DECLARE
     v_shadow text;
     v_set text;
+BEGIN
+    IF rel IS NOT NULL AND coalesce(approval, '') OPERATOR(pg_catalog.=) ''
+       AND coalesce(statement, '') OPERATOR(pg_catalog.<>) '' THEN
+        SELECT pg_catalog.format('%I.%I', @S_LIT@, s.shadow_table) INTO v_shadow
+          FROM @S@.shadow_tables s
+          JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) s.relid
+          JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+         WHERE s.relid OPERATOR(pg_catalog.=) rel::pg_catalog.oid
+           AND s.signature OPERATOR(pg_catalog.=) (@SIGNATURE@)
+           AND (@CAPTURE_TRIGGERS_OK@)
+           -- only a writer announces writes (else _begin_statement refuses)
+           AND pg_catalog.has_table_privilege(session_user, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
+           -- a soft delete needs its column (else _begin_statement refuses with a hint)
+           AND (coalesce(kind, '') OPERATOR(pg_catalog.<>) 'delete' OR EXISTS (
+                SELECT FROM pg_catalog.pg_attribute a
+                 WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attnum OPERATOR(pg_catalog.>) 0
+                   AND NOT a.attisdropped
+                   AND a.attname OPERATOR(pg_catalog.=) coalesce(soft_delete_column, 'deleted_at')));
+    END IF;
+    IF v_shadow IS NULL THEN
+        v_shadow := @S@._begin_statement(rel, statement, kind, approval, approved_by, reason,
+                                         soft_delete_column);
+    END IF;
+    -- One expression, assigned rather than PERFORMed (no executor start-up).
+    v_set := pg_catalog.concat(
+            pg_catalog.set_config('pgbelay.statement', statement, true),
+            pg_catalog.set_config('pgbelay.target', coalesce(rel::pg_catalog.oid::pg_catalog.text, ''), true),
+            pg_catalog.set_config('pgbelay.kind', coalesce(kind, ''), true),
+            pg_catalog.set_config('pgbelay.max_rows', coalesce(max_rows, -1)::pg_catalog.text, true),
+            pg_catalog.set_config('pgbelay.approval', coalesce(approval, ''), true),
+            pg_catalog.set_config('pgbelay.approved_by', coalesce(approved_by, ''), true),
+            pg_catalog.set_config('pgbelay.reason', coalesce(reason, ''), true),
+            pg_catalog.set_config('pgbelay.client_addr', coalesce(client_addr, ''), true),
+            pg_catalog.set_config('pgbelay.application_name', coalesce(application_name, ''), true),
+            pg_catalog.set_config('pgbelay.soft_delete_column', coalesce(soft_delete_column, 'deleted_at'), true),
+            pg_catalog.set_config('pgbelay.change_id', '', true),
+            pg_catalog.set_config('pgbelay.parent_id', '', true),
+            pg_catalog.set_config('pgbelay.executed', '', true));
+    RETURN v_shadow;
+END
+$pgbelay$;
+
+-- begin_statement's full path: prepares the table (creating its shadow and triggers when
+-- needed, for a session user allowed to write it), refuses a soft delete without its
+-- column, claims the approval token. Returns the shadow's qualified name.
+CREATE OR REPLACE FUNCTION @S@._begin_statement(
+    rel regclass,
+    statement text,
+    kind text,
+    approval text,
+    approved_by text,
+    reason text,
+    soft_delete_column text
+) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $pgbelay$
+DECLARE
+    v_shadow text;
 BEGIN
     IF coalesce(statement, '') = '' THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'pgbelay: begin_statement needs the statement text';
@@ -55,7 +119,7 @@ BEGIN
     IF coalesce(approval, '') <> '' THEN
         BEGIN
             INSERT INTO @S@.approvals (token_id, approved_by, reason, statement)
-            VALUES (approval, approved_by, reason, begin_statement.statement);
+            VALUES (approval, approved_by, reason, _begin_statement.statement);
         EXCEPTION WHEN unique_violation THEN
             RAISE EXCEPTION USING
                 ERRCODE = '42501',
@@ -64,21 +128,6 @@ BEGIN
                 HINT = 'A token works once; mint a new one with pgbelay approve.';
         END;
     END IF;
-    -- One expression, assigned rather than PERFORMed (no executor start-up): this runs
-    -- before every recorded write.
-    v_set := concat(set_config('pgbelay.statement', statement, true),
-            set_config('pgbelay.target', coalesce(rel::oid::text, ''), true),
-            set_config('pgbelay.kind', coalesce(kind, ''), true),
-            set_config('pgbelay.max_rows', coalesce(max_rows, -1)::text, true),
-            set_config('pgbelay.approval', coalesce(approval, ''), true),
-            set_config('pgbelay.approved_by', coalesce(approved_by, ''), true),
-            set_config('pgbelay.reason', coalesce(reason, ''), true),
-            set_config('pgbelay.client_addr', coalesce(client_addr, ''), true),
-            set_config('pgbelay.application_name', coalesce(application_name, ''), true),
-            set_config('pgbelay.soft_delete_column', coalesce(soft_delete_column, 'deleted_at'), true),
-            set_config('pgbelay.change_id', '', true),
-            set_config('pgbelay.parent_id', '', true),
-            set_config('pgbelay.executed', '', true));
     RETURN v_shadow;
 END
 $pgbelay$;
