@@ -1147,6 +1147,71 @@ async fn ordinary_roles_cannot_rewrite_the_trail() {
     }
 }
 
+/// The capture functions run as the audit schema's owner with the writer's search_path
+/// (a fixed one would cost every write a GUC save and restore): operators a role puts
+/// ahead of pg_catalog must not run in them, in a plain write, an over-limit one (the
+/// refusal) or a soft delete (its cascades).
+#[tokio::test]
+async fn recording_runs_none_of_the_writers_operators() {
+    let (db, admin) = fresh_db().await;
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE t (id int PRIMARY KEY, n int, deleted_at timestamptz); \
+             INSERT INTO t SELECT g, 0 FROM generate_series(1, 3) g; \
+             GRANT ALL ON t TO {TRUST_USER}; CREATE SCHEMA evil AUTHORIZATION {TRUST_USER}"
+        ))
+        .await
+        .expect("setup");
+    let user = connect_as(&db, TRUST_USER, None).await;
+    let mut hijack = String::new();
+    for (op, builtin) in [("=", "texteq"), ("<>", "textne")] {
+        let name = if op == "=" { "eq" } else { "ne" };
+        hijack.push_str(&format!(
+            "CREATE FUNCTION evil.{name}(text, text) RETURNS boolean LANGUAGE plpgsql AS $f$ \
+             BEGIN IF current_user <> session_user THEN \
+             RAISE EXCEPTION 'hijacked as %', current_user; END IF; \
+             RETURN pg_catalog.{builtin}($1, $2); END $f$; \
+             CREATE OPERATOR evil.{op} (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.{name}); "
+        ));
+    }
+    user.batch_execute(&hijack).await.expect("operators");
+    user.batch_execute("SET search_path = evil, pg_catalog, public")
+        .await
+        .expect("search_path");
+    let id = recorded(
+        &user,
+        &meta("t", "UPDATE t SET n = 1 WHERE id = 1"),
+        "UPDATE t SET n = 1 WHERE id = 1",
+    )
+    .await
+    .expect("plain write")
+    .expect("id");
+    assert_eq!(
+        images(&admin, "\"public.t\"", id, "id, n").await,
+        pairs(&[("before", "(1,0)"), ("after", "(1,1)")])
+    );
+    let limited = StatementMeta {
+        max_rows: Some(1),
+        ..meta("t", "UPDATE t SET n = 2")
+    };
+    let err = recorded(&user, &limited, "UPDATE t SET n = 2")
+        .await
+        .expect_err("over the limit");
+    let db_error = err.as_db_error().map(|e| e.message().to_string());
+    assert!(
+        db_error.as_deref().is_some_and(|m| m.contains("more than max_rows")),
+        "{db_error:?}"
+    );
+    let soft = StatementMeta {
+        kind: Some("delete".into()),
+        ..meta("t", "DELETE FROM t WHERE id = 2")
+    };
+    recorded(&user, &soft, "UPDATE t SET deleted_at = now() WHERE id = 2")
+        .await
+        .expect("soft delete")
+        .expect("id");
+}
+
 #[tokio::test]
 async fn ordinary_roles_record_their_own_writes() {
     let (db, _client) = fresh_db().await;
