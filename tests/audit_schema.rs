@@ -1199,7 +1199,9 @@ async fn recording_runs_none_of_the_writers_operators() {
         .expect_err("over the limit");
     let db_error = err.as_db_error().map(|e| e.message().to_string());
     assert!(
-        db_error.as_deref().is_some_and(|m| m.contains("more than max_rows")),
+        db_error
+            .as_deref()
+            .is_some_and(|m| m.contains("more than max_rows")),
         "{db_error:?}"
     );
     let soft = StatementMeta {

@@ -299,6 +299,48 @@ async fn reads_cannot_write_in_autocommit_or_in_a_transaction() {
     );
 }
 
+/// A client's BEGIN / START TRANSACTION without an access mode runs read-write with its
+/// own options (the session's default is read-only); one that asks for READ ONLY stays so.
+#[tokio::test]
+async fn transactions_start_as_the_client_asked() {
+    let proxy = guarded(1000).await;
+    let (db, admin) = shop().await;
+    let client = connect_super(proxy.endpoint(), &db).await;
+    client
+        .batch_execute("START TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .expect("start");
+    let isolation: String = client
+        .query_one("SHOW transaction_isolation", &[])
+        .await
+        .expect("show")
+        .get(0);
+    assert_eq!(isolation, "repeatable read");
+    client
+        .batch_execute("UPDATE orders SET total = 7 WHERE id = 3")
+        .await
+        .expect("write in the client's transaction");
+    client.batch_execute("COMMIT").await.expect("commit");
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM pgbelay.changes WHERE rows = 1"
+        )
+        .await,
+        1
+    );
+    client
+        .batch_execute("BEGIN READ ONLY")
+        .await
+        .expect("begin");
+    let err = client
+        .batch_execute("UPDATE orders SET total = 8 WHERE id = 3")
+        .await
+        .expect_err("read-only transaction");
+    assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+    client.batch_execute("ROLLBACK").await.expect("rollback");
+}
+
 /// A read that locks rows cannot run read-only (PostgreSQL refuses row locks there), so in
 /// a transaction its hidden writes are found afterwards: the transaction is aborted and
 /// nothing of them commits. Plain locking reads keep their locks.

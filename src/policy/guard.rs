@@ -29,7 +29,7 @@ use super::refusal::Refusal;
 use super::{
     Context, Judgement, Prepared, PreparedChange, StatementClass, Verdict, judge_analyzed,
 };
-use crate::sql::{QualifiedName, TransactionStart, locks_rows, transaction_start};
+use crate::sql::{QualifiedName, TransactionStart, locks_rows};
 
 /// Statements longer than this (bytes) are parsed every time instead of cached.
 pub const MAX_CACHED_LEN: usize = 64 * 1024;
@@ -188,8 +188,6 @@ enum Extended {
     Read,
     /// Only reads, locking rows (`FOR UPDATE` / `SHARE`): they cannot run read-only.
     LockingRead,
-    /// `BEGIN` / `START TRANSACTION` asking for a read-write transaction.
-    Begin,
     /// Additive DDL that runs none of the user's code (see `Statement::runs_user_code`).
     Ddl,
     /// Additive DDL that runs the user's code over rows, with the relations it fills.
@@ -397,9 +395,15 @@ impl GuardSession {
         }
         let all_reads =
             !statements.is_empty() && statements.iter().all(|s| s.class == StatementClass::Read);
-        let begins = statements.len() == 1
-            && statements[0].class == StatementClass::TransactionControl
-            && transaction_start(sql, dialect) == Some(TransactionStart::ReadWrite);
+        // A BEGIN leaving the access mode to the session's default (read-only through
+        // pgbelay) runs as BEGIN READ WRITE, so that it may write, as the client means.
+        let begin_read_write = match analysis.as_ref().as_ref().map(Vec::as_slice) {
+            Ok([one]) if statements.len() == 1 => match &one.transaction_start {
+                Some(TransactionStart::Default(read_write)) => Some(read_write.clone()),
+                _ => None,
+            },
+            _ => None,
+        };
         // A read that locks rows cannot run read-only: in a transaction it is checked for
         // hidden writes instead; in autocommit the server refuses its locks. (From the
         // cached analysis, in the session's dialect.)
@@ -431,8 +435,6 @@ impl GuardSession {
                 Extended::Ddl
             } else if let Some(targets) = &code_ddl {
                 Extended::CodeDdl(targets.clone())
-            } else if begins {
-                Extended::Begin
             } else {
                 Extended::Other
             };
@@ -441,7 +443,15 @@ impl GuardSession {
                 return self.mid_batch(at, || sql.to_owned());
             }
         }
-        if (begins || all_reads || all_ddl) && at.pipelined {
+        if let Some(read_write) = begin_read_write {
+            // Only the text changes, wherever it stands: inside a transaction it warns,
+            // as a plain BEGIN does.
+            return Decision::Rewrite(Plan {
+                sql: Some(read_write),
+                ..Plan::default()
+            });
+        }
+        if (all_reads || all_ddl) && at.pipelined {
             return Decision::Wait;
         }
         if ddl && at.tx_status == TxStatus::Idle {
@@ -458,9 +468,6 @@ impl GuardSession {
                     .recorder
                     .ddl_with_write_check(targets, autocommit),
             );
-        }
-        if begins && at.tx_status == TxStatus::Idle {
-            return Decision::Rewrite(self.guard.recorder.begin_read_write());
         }
         if guarded_read && at.tx_status == TxStatus::InTransaction {
             self.batch_mode = BatchMode::ReadOnly;
@@ -647,7 +654,6 @@ impl SessionHooks for GuardSession {
             Some(
                 what @ (Extended::Read
                 | Extended::LockingRead
-                | Extended::Begin
                 | Extended::Ddl
                 | Extended::CodeDdl(_)),
             ) if !wrapped_here && at.batch_start => {
@@ -656,9 +662,6 @@ impl SessionHooks for GuardSession {
                 }
                 let recorder = &self.guard.recorder;
                 let (plan, mode) = match (what, at.tx_status) {
-                    (Extended::Begin, TxStatus::Idle) => {
-                        (recorder.begin_read_write(), BatchMode::Plain)
-                    }
                     (Extended::Ddl, TxStatus::Idle) => {
                         (recorder.ddl_in_autocommit(), BatchMode::ReadWrite)
                     }

@@ -453,15 +453,6 @@ impl Recorder {
             ..Plan::default()
         }
     }
-
-    /// The client's `BEGIN`: its transaction may write (recorded), unlike the session's
-    /// read-only default.
-    pub fn begin_read_write(&self) -> Plan {
-        Plan {
-            after: vec!["SET TRANSACTION READ WRITE".to_string()],
-            ..Plan::default()
-        }
-    }
 }
 
 /// A DO block run before a session's first recorded write: when the audit schema is

@@ -194,6 +194,8 @@ pub struct Statement {
     pub runs_user_code: Option<Vec<QualifiedName>>,
     /// A SELECT in it has a row-locking clause (PostgreSQL refuses those read-only).
     pub locks_rows: bool,
+    /// For `BEGIN` / `START TRANSACTION`: the access mode it asks for.
+    pub transaction_start: Option<super::TransactionStart>,
 }
 
 /// Parses `sql` and analyses each of its statements.
@@ -214,6 +216,7 @@ fn statement(text: &str, tree: &Node) -> Statement {
         touched: Vec::new(),
         runs_user_code: None,
         locks_rows: super::parse::locks(tree),
+        transaction_start: super::parse::transaction_start(tree),
     };
     if let Some(n) = &tree.node {
         s.kind = kind(n, &mut s);

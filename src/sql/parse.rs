@@ -74,38 +74,62 @@ fn source_text(sql: &str, location: i32, len: i32) -> &str {
 }
 
 /// How a statement that opens a transaction block asks for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransactionStart {
-    /// `BEGIN` / `START TRANSACTION` without an access mode, or with READ WRITE.
+    /// `BEGIN` / `START TRANSACTION` with no access mode: the session's default decides
+    /// (read-only through pgbelay). Carries the statement with `READ WRITE` added, built
+    /// on its tree, which runs it as the client means it in one statement.
+    Default(String),
+    /// `… READ WRITE`.
     ReadWrite,
     /// `… READ ONLY`: the client asked for a read-only transaction.
     ReadOnly,
 }
 
-/// If `sql` is exactly one `BEGIN` or `START TRANSACTION`, the access mode it asks for.
-pub fn transaction_start(sql: &str, dialect: Dialect) -> Option<TransactionStart> {
-    use pg_query::protobuf::{TransactionStmtKind as T, a_const::Val, node::Node as N};
-    let statements = parse(sql, dialect).ok()?;
-    let [one] = statements.as_slice() else {
-        return None;
+/// If `tree` is a `BEGIN` or `START TRANSACTION`, the access mode it asks for.
+pub(crate) fn transaction_start(tree: &Node) -> Option<TransactionStart> {
+    use pg_query::protobuf::{
+        AConst, DefElem, DefElemAction, Integer, TransactionStmtKind as T, a_const::Val,
+        node::Node as N,
     };
-    let Some(N::TransactionStmt(t)) = one.tree.as_ref()?.node.as_ref() else {
+    let Some(N::TransactionStmt(t)) = tree.node.as_ref() else {
         return None;
     };
     if t.kind != T::TransStmtBegin as i32 && t.kind != T::TransStmtStart as i32 {
         return None;
     }
-    let read_only = t.options.iter().any(|o| {
-        matches!(&o.node, Some(N::DefElem(d))
-            if d.defname == "transaction_read_only"
-                && matches!(d.arg.as_deref().and_then(|a| a.node.as_ref()),
-                    Some(N::AConst(c)) if matches!(&c.val, Some(Val::Ival(i)) if i.ival != 0)))
+    let mode = t.options.iter().find_map(|o| match &o.node {
+        Some(N::DefElem(d)) if d.defname == "transaction_read_only" => {
+            Some(matches!(d.arg.as_deref().and_then(|a| a.node.as_ref()),
+                Some(N::AConst(c)) if matches!(&c.val, Some(Val::Ival(i)) if i.ival != 0)))
+        }
+        _ => None,
     });
-    Some(if read_only {
-        TransactionStart::ReadOnly
-    } else {
-        TransactionStart::ReadWrite
-    })
+    match mode {
+        Some(true) => Some(TransactionStart::ReadOnly),
+        Some(false) => Some(TransactionStart::ReadWrite),
+        None => {
+            let mut read_write = t.clone();
+            read_write.options.push(Node {
+                node: Some(N::DefElem(Box::new(DefElem {
+                    defname: "transaction_read_only".into(),
+                    arg: Some(Box::new(Node {
+                        node: Some(N::AConst(AConst {
+                            val: Some(Val::Ival(Integer { ival: 0 })),
+                            ..AConst::default()
+                        })),
+                    })),
+                    defaction: DefElemAction::DefelemUnspec as i32,
+                    location: -1,
+                    ..DefElem::default()
+                }))),
+            });
+            let text = N::TransactionStmt(read_write)
+                .deparse(pg_query::DeparseOptions::default())
+                .ok()?;
+            Some(TransactionStart::Default(text))
+        }
+    }
 }
 
 /// Whether a SELECT anywhere in `tree` has a locking clause (`FOR UPDATE`, `FOR NO KEY
@@ -414,30 +438,32 @@ mod test {
     #[test]
     fn transaction_starts() {
         let d = Dialect::default();
+        let start = |sql: &str| {
+            let parsed = parse(sql, d).expect("parses");
+            let [one] = parsed.as_slice() else {
+                panic!("one statement: {sql}");
+            };
+            transaction_start(one.tree.as_deref().expect("tree"))
+        };
+        let default = |sql: &str| match start(sql) {
+            Some(TransactionStart::Default(rewritten)) => {
+                // The rewrite reads back as a read-write start with the client's options.
+                assert_eq!(start(&rewritten), Some(TransactionStart::ReadWrite));
+                rewritten
+            }
+            other => panic!("{sql}: {other:?}"),
+        };
+        assert_eq!(default("BEGIN"), "BEGIN READ WRITE");
+        let serializable = default("start transaction isolation level serializable");
+        assert!(serializable.contains("SERIALIZABLE"), "{serializable}");
+        assert!(serializable.contains("READ WRITE"), "{serializable}");
+        assert_eq!(start("BEGIN READ WRITE"), Some(TransactionStart::ReadWrite));
+        assert_eq!(start("begin read only"), Some(TransactionStart::ReadOnly));
         assert_eq!(
-            transaction_start("BEGIN", d),
-            Some(TransactionStart::ReadWrite)
-        );
-        assert_eq!(
-            transaction_start("start transaction isolation level serializable", d),
-            Some(TransactionStart::ReadWrite)
-        );
-        assert_eq!(
-            transaction_start("BEGIN READ WRITE", d),
-            Some(TransactionStart::ReadWrite)
-        );
-        assert_eq!(
-            transaction_start("begin read only", d),
+            start("START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"),
             Some(TransactionStart::ReadOnly)
         );
-        assert_eq!(
-            transaction_start(
-                "START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
-                d
-            ),
-            Some(TransactionStart::ReadOnly)
-        );
-        assert_eq!(transaction_start("COMMIT", d), None);
-        assert_eq!(transaction_start("BEGIN; SELECT 1", d), None);
+        assert_eq!(start("COMMIT"), None);
+        assert_eq!(start("SAVEPOINT a"), None);
     }
 }
