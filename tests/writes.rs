@@ -299,6 +299,86 @@ async fn reads_cannot_write_in_autocommit_or_in_a_transaction() {
     );
 }
 
+/// Through psql-style Queries: the change row records the statement that ran (a trailing
+/// comment included; the soft-delete UPDATE for a DELETE), an error in an autocommit write
+/// leaves nothing and the session idle, and a read of several statements in a transaction
+/// returns each of its results, in the read-only savepoint.
+#[tokio::test]
+async fn queries_record_what_ran_and_keep_their_results() {
+    let proxy = guarded(2).await;
+    let (db, admin) = shop().await;
+    admin
+        .batch_execute("CREATE TABLE seen (id int PRIMARY KEY)")
+        .await
+        .expect("table");
+    let client = connect_super(proxy.endpoint(), &db).await;
+    let insert = "INSERT INTO seen (id) VALUES (1) -- a trailing comment";
+    client.batch_execute(insert).await.expect("insert");
+    let (statement, executed): (String, String) = admin
+        .query_one("SELECT statement, executed FROM pgbelay.changes", &[])
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .expect("change");
+    assert_eq!((statement.as_str(), executed.as_str()), (insert, insert));
+    let delete = "DELETE FROM orders WHERE id = 1";
+    client.batch_execute(delete).await.expect("soft delete");
+    let executed: String = admin
+        .query_one(
+            "SELECT executed FROM pgbelay.changes WHERE statement = $1",
+            &[&delete],
+        )
+        .await
+        .expect("change")
+        .get(0);
+    assert!(
+        executed.starts_with("UPDATE orders SET deleted_at"),
+        "{executed}"
+    );
+    // Over the limit: the error, nothing of the write, and the session out of any
+    // transaction.
+    let err = client
+        .batch_execute("UPDATE orders SET total = 0 WHERE id <= 5")
+        .await
+        .expect_err("over max_rows");
+    assert_eq!(sqlstate(&err).as_deref(), Some("42501"));
+    let rows = client.simple_query("SELECT 1").await.expect("session idle");
+    let rows = rows
+        .iter()
+        .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+        .count();
+    assert_eq!(rows, 1);
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM orders WHERE total = 0").await,
+        0
+    );
+    // A read of two statements in a transaction: both results, and neither may write.
+    client.batch_execute("BEGIN").await.expect("begin");
+    let messages = client
+        .simple_query("SELECT id FROM orders WHERE id = 2; SELECT id FROM orders WHERE id = 3 -- x")
+        .await
+        .expect("reads");
+    let values: Vec<&str> = messages
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(values, ["2", "3"]);
+    let completions = messages
+        .iter()
+        .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::CommandComplete(_)))
+        .count();
+    assert_eq!(completions, 2, "{messages:?}");
+    let err = client
+        .simple_query("SELECT 1; SELECT sneaky()")
+        .await
+        .expect_err("read-only");
+    assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+    client.batch_execute("ROLLBACK").await.expect("rollback");
+    assert_eq!(count(&admin, "SELECT count(*) FROM side_effects").await, 0);
+}
+
 /// A client's BEGIN / START TRANSACTION without an access mode runs read-write with its
 /// own options (the session's default is read-only); one that asks for READ ONLY stays so.
 #[tokio::test]
