@@ -61,3 +61,25 @@ fn fixed_cases_hold_without_standard_strings() {
         "{j:?}"
     );
 }
+
+/// soft_delete: the deparser prints the parameter `$0` as `?`, which reads back as an
+/// operator, so the rewritten UPDATE would have meant something else; the rewrite checks
+/// that the condition it carries over reads back as the same tree, and refuses.
+#[test]
+fn a_rewrite_that_reads_back_differently_is_refused() {
+    let sql = "delete from t where id = $0 || x";
+    for standard_conforming_strings in [true, false] {
+        let dialect = Dialect {
+            standard_conforming_strings,
+        };
+        let rewritten = pgbelay::rewrite::soft_delete(sql, "deleted_at", dialect);
+        assert!(rewritten.is_err(), "{rewritten:?}");
+    }
+    // A parameter that prints back as itself is carried over.
+    let ok = pgbelay::rewrite::soft_delete(
+        "delete from t where id = $1 || x",
+        "deleted_at",
+        Dialect::default(),
+    );
+    assert!(ok.is_ok(), "{ok:?}");
+}

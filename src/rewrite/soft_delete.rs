@@ -71,7 +71,13 @@ pub fn soft_delete(sql: &str, column: &str, dialect: Dialect) -> Result<String, 
             location: -1,
         })))
     });
-    let returning_len = returning_clause.as_ref().map_or(0, |r| r.exprs.len());
+    // What the UPDATE carries over, to compare with what its text reads back as.
+    let carried = Carried {
+        condition: where_clause.clone(),
+        from: using_clause.clone(),
+        returning: returning_clause.clone(),
+        with: with_clause.clone(),
+    };
 
     // The column is qualified by the alias (or the table name), so a USING table with a
     // column of the same name cannot make it ambiguous or capture it.
@@ -116,16 +122,53 @@ pub fn soft_delete(sql: &str, column: &str, dialect: Dialect) -> Result<String, 
     protobuf.stmts[0].stmt = Some(Box::new(node(N::UpdateStmt(Box::new(update)))));
     let text = pg_query::deparse(&protobuf, DeparseOptions::default())
         .map_err(|e| RewriteError::Deparse(e.to_string()))?;
-    check(&text, &relation, column, returning_len, dialect)?;
+    check(&text, &relation, column, &carried, dialect)?;
     Ok(text)
 }
 
-/// Parses the rewritten text again and checks it is the UPDATE that was built.
+/// The DELETE's parts the UPDATE takes over unchanged.
+struct Carried {
+    condition: Box<Node>,
+    from: Vec<Node>,
+    returning: Option<pg_query::protobuf::ReturningClause>,
+    with: Option<pg_query::protobuf::WithClause>,
+}
+
+/// Whether two parse trees mean the same, compared without their source positions: the
+/// deparser can print a tree that reads back as another (`$0` prints as `?`, which reads
+/// back as an operator), and the text is what runs.
+fn same_tree<T: serde::Serialize>(a: &T, b: &T) -> bool {
+    fn strip(v: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match v {
+            Value::Object(map) => Value::Object(
+                map.into_iter()
+                    .filter(|(key, _)| {
+                        !(key.ends_with("location")
+                            || key.ends_with("list_start")
+                            || key.ends_with("list_end")
+                            || key == "stmt_len")
+                    })
+                    .map(|(key, value)| (key, strip(value)))
+                    .collect(),
+            ),
+            Value::Array(items) => Value::Array(items.into_iter().map(strip).collect()),
+            other => other,
+        }
+    }
+    match (serde_json::to_value(a), serde_json::to_value(b)) {
+        (Ok(a), Ok(b)) => strip(a) == strip(b),
+        _ => false,
+    }
+}
+
+/// Parses the rewritten text again and checks it is the UPDATE that was built, with the
+/// DELETE's condition, USING, RETURNING and WITH reading back as they were.
 fn check(
     text: &str,
     relation: &RangeVar,
     column: &str,
-    returning_len: usize,
+    carried: &Carried,
     dialect: Dialect,
 ) -> Result<(), RewriteError> {
     let (_, stmt) = parse_one(text, dialect).map_err(|_| RewriteError::Check("does not parse"))?;
@@ -155,17 +198,19 @@ fn check(
             if b.boolop == BoolExprType::AndExpr as i32
                 && b.args.len() == 2
                 && matches!(b.args[0].node, Some(N::NullTest(_)))
+                && same_tree(&b.args[1], carried.condition.as_ref())
     );
     if !guarded {
         return Err(RewriteError::Check("WHERE changed"));
     }
-    if update
-        .returning_clause
-        .as_ref()
-        .map_or(0, |r| r.exprs.len())
-        != returning_len
-    {
+    if !same_tree(&update.from_clause, &carried.from) {
+        return Err(RewriteError::Check("USING changed"));
+    }
+    if !same_tree(&update.returning_clause, &carried.returning) {
         return Err(RewriteError::Check("RETURNING changed"));
+    }
+    if !same_tree(&update.with_clause, &carried.with) {
+        return Err(RewriteError::Check("WITH changed"));
     }
     Ok(())
 }
