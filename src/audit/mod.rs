@@ -66,8 +66,7 @@ pub(crate) use schema::regclass;
 pub use images::Change;
 pub use schema::{
     DEFAULT_AUDIT_SCHEMA, SCHEMA_VERSION, StatementMeta, begin_statement_sql, end_statement_sql,
-    install_sql, installed_check_sql, prepare_all_sql, prepare_table_sql, quote_ident,
-    quote_literal,
+    install_sql, installed_check_sql, prepare_all_sql, quote_ident, quote_literal,
 };
 
 /// Why an audit operation failed.

@@ -252,17 +252,6 @@ pub fn begin_statement_sql(audit_schema: &str, meta: &StatementMeta) -> Result<S
     Ok(sql)
 }
 
-/// `SELECT <audit>.prepare_table('<table>'::regclass)`: makes sure `table` (in SQL syntax,
-/// resolved with the session's search_path) has its shadow table and capture triggers.
-pub fn prepare_table_sql(audit_schema: &str, table: &str) -> Result<String, AuditError> {
-    check_schema_name(audit_schema)?;
-    Ok(format!(
-        "SELECT {}.prepare_table({})",
-        quote_ident(audit_schema),
-        regclass(table, false)?
-    ))
-}
-
 /// A table as the client named it, as a `regclass` expression resolved with the session's
 /// search_path; `if_exists` gives NULL instead of an error for a missing table.
 pub(crate) fn regclass(table: &str, if_exists: bool) -> Result<String, AuditError> {
