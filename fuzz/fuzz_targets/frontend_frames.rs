@@ -1,11 +1,14 @@
 //! A client's byte stream after startup, in reads of varying size, through what the
 //! session does with it: `Frame::split` (length limits, incomplete frames), the typed
 //! views of the frames the proxy inspects, and `Relay::client_frame` with pgbelay's own
-//! policy hooks, against a server that answers every request with ReadyForQuery.
+//! policy hooks, against a server that answers every request with ReadyForQuery; each
+//! frame also goes through `Relay::client_bytes` (the session's entry point, which
+//! forwards some frames verbatim) on a second relay in the same state.
 //!
 //! Checked: no panic; a malformed stream is an error value; the read buffer never grows
 //! past what arrived (a length field alone must not size it); every frame is the exact
-//! bytes received; decoded text is the exact bytes of the frame.
+//! bytes received; decoded text is the exact bytes of the frame; both relays send the
+//! same bytes both ways.
 
 #![no_main]
 
@@ -22,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let read = usize::from(read % 64) + 1;
     let mut relay = ready_relay();
+    let mut relay_bytes = ready_relay();
     let mut buf = BytesMut::new();
     let mut fed = 0;
     let mut consumed = 0;
@@ -38,9 +42,19 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(&frame.bytes()[..], &stream[consumed..consumed + len]);
             consumed += len;
             views(&frame);
-            match relay.client_frame(frame) {
-                Ok(Flow::Continue) => answer(&mut relay),
-                Ok(Flow::Close) | Err(_) => return,
+            // The same frame through the session's entry point, on a relay in the same
+            // state: its verbatim path must do exactly what the full path does.
+            let fed = relay_bytes.client_bytes(&mut BytesMut::from(&frame.bytes()[..]));
+            let full = relay.client_frame(frame);
+            assert_eq!(relay.to_upstream, relay_bytes.to_upstream, "to the server");
+            assert_eq!(relay.to_client, relay_bytes.to_client, "to the client");
+            match (full, fed) {
+                (Ok(Flow::Continue), Ok(Flow::Continue)) => {
+                    answer(&mut relay);
+                    answer(&mut relay_bytes);
+                }
+                (Ok(Flow::Close) | Err(_), Ok(Flow::Close) | Err(_)) => return,
+                (full, fed) => panic!("client_frame gave {full:?}, client_bytes {fed:?}"),
             }
         }
         assert!(

@@ -107,12 +107,14 @@ fn startup(buf: &mut BytesMut, cancels: &CancelMap) -> Result<Option<SessionInfo
     }
 }
 
+/// One frame at a time through `Relay::client_bytes`, as the session feeds it (the
+/// frames it only forwards take its verbatim path).
 fn client_frames(buf: &mut BytesMut, relay: &mut Relay) -> Result<(), ()> {
     while let Some(frame) = Frame::split(buf).map_err(drop)? {
         let auth = relay.phase == Phase::Auth;
         let before = relay.to_upstream.len();
         let bytes = frame.bytes().clone();
-        match relay.client_frame(frame) {
+        match relay.client_bytes(&mut BytesMut::from(&bytes[..])) {
             Ok(Flow::Continue) => {}
             Ok(Flow::Close) | Err(_) => return Err(()),
         }
@@ -128,6 +130,7 @@ fn client_frames(buf: &mut BytesMut, relay: &mut Relay) -> Result<(), ()> {
     Ok(())
 }
 
+/// One frame at a time through `Relay::upstream_bytes`, as the session feeds it.
 fn server_frames(buf: &mut BytesMut, relay: &mut Relay) -> Result<(), ()> {
     while let Some(frame) = Frame::split(buf).map_err(drop)? {
         let auth = relay.phase == Phase::Auth;
@@ -135,9 +138,17 @@ fn server_frames(buf: &mut BytesMut, relay: &mut Relay) -> Result<(), ()> {
         let bytes = frame.bytes().clone();
         let key_data = frame.backend_tag() == BackendTag::BackendKeyData;
         let ready = frame.backend_tag() == BackendTag::ReadyForQuery;
-        match relay.upstream_frame(frame) {
-            Ok(Flow::Continue) => {}
-            Ok(Flow::Close) | Err(_) => return Err(()),
+        // The session registers the server's key and gives the client its own.
+        let registered = |relay: &mut Relay| {
+            if let Some((_, secret)) = &relay.upstream_key {
+                relay.client_key = Some((7, secret.clone()));
+            }
+        };
+        if relay
+            .upstream_bytes(&mut BytesMut::from(&bytes[..]), registered)
+            .is_err()
+        {
+            return Err(());
         }
         if auth && !key_data && !ready {
             assert_eq!(
@@ -145,12 +156,6 @@ fn server_frames(buf: &mut BytesMut, relay: &mut Relay) -> Result<(), ()> {
                 &bytes[..],
                 "server auth frame changed"
             );
-        }
-        // The session registers the server's key and gives the client its own.
-        if relay.client_key.is_none()
-            && let Some((_, secret)) = &relay.upstream_key
-        {
-            relay.client_key = Some((7, secret.clone()));
         }
         relay.to_client.clear();
         relay.to_upstream.clear();

@@ -238,9 +238,8 @@ fn execute_of(statement: &str) -> String {
     format!("EXECUTE of prepared statement \"{statement}\"")
 }
 
+/// The refusal as the client gets it (the relay logs it, in the session's span).
 fn refuse(refusal: Refusal) -> Decision {
-    let class = &refusal.kind;
-    tracing::info!(statement = %refusal.statement, ?class, "refused");
     Decision::Refuse(refusal.to_error())
 }
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{info, info_span, warn};
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -179,8 +179,13 @@ impl Proxy {
                 application_name = tracing::field::Empty,
                 tls = tracing::field::Empty,
             );
-            tracker
-                .spawn(session::run(stream, peer, shared.clone(), stop.clone()).instrument(span));
+            tracker.spawn(session::run(
+                stream,
+                peer,
+                shared.clone(),
+                stop.clone(),
+                span,
+            ));
         }
         drop(self.listener);
         tracker.close();

@@ -4,8 +4,8 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use bytes::BytesMut;
-use tracing::debug;
+use bytes::{Buf, BytesMut};
+use tracing::{debug, info};
 
 use super::hooks::{Decision, Plan, Position, SessionHooks, SessionInfo};
 use super::state::{Batch, Origin, Phase, Poison, Unit};
@@ -72,6 +72,9 @@ pub struct Relay {
     waiting: bool,
     /// The proxy's counters.
     metrics: Arc<Metrics>,
+    /// The session's span, entered around policy decisions (which log) rather than on
+    /// every poll.
+    span: tracing::Span,
 }
 
 impl Relay {
@@ -96,7 +99,13 @@ impl Relay {
             held: Vec::new(),
             waiting: false,
             metrics,
+            span: tracing::Span::none(),
         }
+    }
+
+    /// Logs the policy's decisions in `span` (the session's).
+    pub fn in_span(self, span: tracing::Span) -> Relay {
+        Relay { span, ..self }
     }
 
     /// Counts a final decision on a Query or Parse (not `Wait`: it comes back).
@@ -134,6 +143,13 @@ impl Relay {
         }
     }
 
+    /// Logs a refusal in the session's span (the policy decided it; the relay knows the
+    /// session).
+    fn log_refusal(&self, statement: &str, error: &ErrorFields) {
+        let class = refusal_class(error.detail.as_deref()).unwrap_or("other");
+        info!(parent: &self.span, %statement, class, reason = %error.message, "refused");
+    }
+
     /// A refusal can be answered without the server when nothing is in flight and no
     /// transaction block is open: then the server's state is exactly what a failed
     /// statement would leave (idle, nothing run).
@@ -148,6 +164,95 @@ impl Relay {
         Poison {
             nonce: format!("pgbelay_refused_{:x}_{}", self.session_tag, self.poison_seq),
             error,
+        }
+    }
+
+    /// Handles every complete frame at the front of `buf`, which holds what the client
+    /// sent. Frames that are only forwarded are copied from `buf` without becoming a
+    /// [`Frame`] ([`Relay::client_verbatim`]); the rest go through
+    /// [`Relay::client_frame`].
+    pub fn client_bytes(&mut self, buf: &mut BytesMut) -> Result<Flow, FrameError> {
+        while let Some(len) = Frame::complete_len(buf)? {
+            if self.client_verbatim(&buf[..len]) {
+                buf.advance(len);
+                continue;
+            }
+            match self.client_frame(Frame::take(buf, len)) {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Close) => return Ok(Flow::Close),
+                Err(RelayError::Client(e) | RelayError::Upstream(e)) => return Err(e),
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Handles every complete frame at the front of `buf`, which holds what the server
+    /// sent, as [`Relay::client_bytes`] does. `on_key` runs once the server's
+    /// BackendKeyData has arrived, before the next frame: the session registers the key
+    /// and sets [`Relay::client_key`].
+    pub fn upstream_bytes(
+        &mut self,
+        buf: &mut BytesMut,
+        mut on_key: impl FnMut(&mut Relay),
+    ) -> Result<(), FrameError> {
+        while let Some(len) = Frame::complete_len(buf)? {
+            if let Some(forward) = self.upstream_verbatim(buf[0]) {
+                if forward {
+                    self.to_client.extend_from_slice(&buf[..len]);
+                }
+                buf.advance(len);
+                continue;
+            }
+            match self.upstream_frame(Frame::take(buf, len)) {
+                Ok(_) => {}
+                Err(RelayError::Client(e) | RelayError::Upstream(e)) => return Err(e),
+            }
+            if self.client_key.is_none() && self.upstream_key.is_some() {
+                on_key(self);
+            }
+        }
+        Ok(())
+    }
+
+    /// Relays a client frame that needs no decision (Execute, Describe, Close, Flush and
+    /// COPY data in the states where [`Relay::client_frame`] would only forward them)
+    /// straight from the read buffer. Returns false, having done nothing, for any other.
+    fn client_verbatim(&mut self, frame: &[u8]) -> bool {
+        if self.phase == Phase::Auth || matches!(self.batch, Batch::Discarding) {
+            return false;
+        }
+        match frame[0] {
+            b'd' | b'c' | b'f' => {}
+            b'E' | b'D' | b'C' | b'H' if self.deferred_after.is_none() && !self.waiting => {
+                self.open_batch(Vec::new(), None);
+            }
+            _ => return false,
+        }
+        self.to_upstream.extend_from_slice(frame);
+        true
+    }
+
+    /// What [`Relay::upstream_frame`] would do with a server frame of type `tag` when the
+    /// answer is only "forward it" (`Some(true)`) or "swallow it" (`Some(false)`), so the
+    /// session can do that from the read buffer; `None` for frames that need the full
+    /// path (ReadyForQuery, errors, parameter status, keys, authentication, tags that
+    /// are renamed or counted).
+    fn upstream_verbatim(&self, tag: u8) -> Option<bool> {
+        if self.phase == Phase::Auth {
+            return None;
+        }
+        match tag {
+            b'S' | b'K' | b'Z' | b'E' => return None,
+            b'A' => return Some(true),
+            _ => {}
+        }
+        match &self.pending.front()?.origin {
+            Origin::Client {
+                swallow_ready,
+                rename_tag,
+                ..
+            } => (tag != b'C' || !*swallow_ready && rename_tag.is_none()).then_some(true),
+            Origin::Injected { .. } => Some(false),
         }
     }
 
@@ -230,10 +335,12 @@ impl Relay {
         let query = decode::Query::decode(frame).map_err(RelayError::Client)?;
         let at = self.position();
         let decision = match &query.sql {
-            Ok(sql) => self.hooks.on_query(&self.info, at, sql),
+            Ok(sql) => self
+                .span
+                .in_scope(|| self.hooks.on_query(&self.info, at, sql)),
             Err(_) => self.hooks.on_undecodable(&self.info),
         };
-        debug!(?decision, ?at, "query");
+        debug!(parent: &self.span, ?decision, ?at, "query");
         self.count(&decision);
         match decision {
             Decision::Wait => self.wait(frame),
@@ -262,7 +369,10 @@ impl Relay {
                     self.inject(&after, true);
                 }
             }
-            Decision::Refuse(error) => self.refuse_simple(error),
+            Decision::Refuse(error) => {
+                self.log_refusal(query.sql.as_deref().unwrap_or("<not UTF-8>"), &error);
+                self.refuse_simple(error);
+            }
         }
         Ok(())
     }
@@ -350,10 +460,12 @@ impl Relay {
         let parse = decode::Parse::decode(frame).map_err(RelayError::Client)?;
         let at = self.position();
         let decision = match &parse.sql {
-            Ok(sql) => self.hooks.on_parse(&self.info, at, &parse.name, sql),
+            Ok(sql) => self
+                .span
+                .in_scope(|| self.hooks.on_parse(&self.info, at, &parse.name, sql)),
             Err(_) => self.hooks.on_undecodable(&self.info),
         };
-        debug!(?decision, ?at, name = %parse.name, "parse");
+        debug!(parent: &self.span, ?decision, ?at, name = %parse.name, "parse");
         self.count(&decision);
         match decision {
             Decision::Wait => self.wait(frame),
@@ -380,7 +492,10 @@ impl Relay {
                     None => self.send_upstream(frame),
                 }
             }
-            Decision::Refuse(error) => self.refuse_extended(error),
+            Decision::Refuse(error) => {
+                self.log_refusal(parse.sql.as_deref().unwrap_or("<not UTF-8>"), &error);
+                self.refuse_extended(error);
+            }
         }
         Ok(())
     }
@@ -437,8 +552,10 @@ impl Relay {
     fn bind(&mut self, frame: &Frame) -> Result<(), RelayError> {
         let statement = decode::bind_statement(frame).map_err(RelayError::Client)?;
         let at = self.position();
+        // Outside the span: a Bind is the hot path of prepared statements, and a refusal
+        // is logged here, in it.
         let decision = self.hooks.on_bind(&self.info, at, &statement);
-        debug!(?decision, ?at, %statement, "bind");
+        debug!(parent: &self.span, ?decision, ?at, %statement, "bind");
         match decision {
             Decision::Wait => self.wait(frame),
             Decision::Forward => {
@@ -450,7 +567,10 @@ impl Relay {
                     self.send_upstream(frame);
                 }
             }
-            Decision::Refuse(error) => self.refuse_extended(error),
+            Decision::Refuse(error) => {
+                self.log_refusal(&format!("EXECUTE of \"{statement}\""), &error);
+                self.refuse_extended(error);
+            }
         }
         Ok(())
     }
@@ -589,7 +709,7 @@ impl Relay {
                     self.send_client(&key);
                 }
                 self.phase = Phase::Ready;
-                let statements = self.hooks.on_ready(&self.info);
+                let statements = self.span.in_scope(|| self.hooks.on_ready(&self.info));
                 if !statements.is_empty() {
                     // The last one's ReadyForQuery tells the client the session is ready.
                     self.inject(&statements, true);

@@ -14,12 +14,20 @@ use super::{Frame, FrameError, TxStatus};
 pub struct NotUtf8;
 
 fn decode<M: Message>(frame: &Frame, what: &'static str) -> Result<M, FrameError> {
-    let mut buf = BytesMut::from(&frame.bytes()[..]);
-    let ctx = DecodeContext::new(ProtocolVersion::PROTOCOL3_0);
-    match M::decode(&mut buf, &ctx) {
-        Ok(Some(m)) => Ok(m),
-        _ => Err(FrameError::Malformed(what)),
+    thread_local! {
+        // pgwire decodes from a BytesMut: one per thread, reused, instead of an
+        // allocation per inspected frame (every ReadyForQuery is one).
+        static SCRATCH: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
     }
+    SCRATCH.with_borrow_mut(|buf| {
+        buf.clear();
+        buf.extend_from_slice(frame.bytes());
+        let ctx = DecodeContext::new(ProtocolVersion::PROTOCOL3_0);
+        match M::decode(buf, &ctx) {
+            Ok(Some(m)) => Ok(m),
+            _ => Err(FrameError::Malformed(what)),
+        }
+    })
 }
 
 /// Splits a NUL-terminated string off `body`, returning it and the rest.

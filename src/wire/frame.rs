@@ -51,6 +51,20 @@ pub enum FrameError {
 impl Frame {
     /// Takes one complete frame off `buf`, or `Ok(None)` if more bytes are needed.
     pub fn split(buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        Ok(Self::complete_len(buf)?.map(|len| Self::take(buf, len)))
+    }
+
+    /// Takes the complete frame of `len` bytes that [`Frame::complete_len`] found.
+    pub fn take(buf: &mut BytesMut, len: usize) -> Frame {
+        Frame {
+            bytes: buf.split_to(len).freeze(),
+        }
+    }
+
+    /// The length (tag included) of the complete frame at the front of `buf`, or
+    /// `Ok(None)` if more bytes are needed: lets a relayed frame be copied from the read
+    /// buffer without becoming a [`Frame`] of its own.
+    pub fn complete_len(buf: &mut BytesMut) -> Result<Option<usize>, FrameError> {
         if buf.len() < 5 {
             return Ok(None);
         }
@@ -66,9 +80,7 @@ impl Frame {
             buf.reserve((len + 1 - buf.len()).min(RESERVE_AHEAD));
             return Ok(None);
         }
-        Ok(Some(Frame {
-            bytes: buf.split_to(len + 1).freeze(),
-        }))
+        Ok(Some(len + 1))
     }
 
     /// Wraps bytes that already hold exactly one frame (ones the proxy encoded itself).
