@@ -180,3 +180,55 @@ async fn unreachable_upstream_is_counted() {
     assert_eq!(value(&body, "pgbelay_upstream_connect_errors_total"), 1.0);
     assert_eq!(value(&body, "pgbelay_sessions_total"), 1.0);
 }
+
+/// A refusal raised at a Bind (a prepared write executed in the middle of a batch) is a
+/// refused statement like one raised at its Parse, and counts under its class.
+#[tokio::test]
+async fn refusals_at_a_bind_count() {
+    let proxy = proxy_with_metrics(UpstreamAddr::Tcp(cluster().addr())).await;
+    let db = create_db("metrics_bind").await;
+    let admin = connect_super(direct(), &db).await;
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE w (id int PRIMARY KEY, n int);
+             INSERT INTO w VALUES (1, 0);
+             GRANT ALL ON w TO {TRUST_USER};"
+        ))
+        .await
+        .expect("schema");
+    let (mut conn, _) = RawConn::startup(&proxy.addr().to_string(), &db, "bind").await;
+    // Parse a named write on its own, then execute it second in a batch.
+    let mut parse = b"w\0UPDATE w SET n = n + 1 WHERE id = 1\0\0\0".to_vec();
+    let mut bytes = frame(b'P', &parse);
+    bytes.extend(frame(b'S', &[]));
+    conn.send(&bytes).await;
+    let answer = conn.read_until(b'Z').await.expect("parse answered");
+    assert!(!answer.iter().any(|m| m.tag == b'E'), "{answer:?}");
+    parse = b"\0SELECT 1\0\0\0".to_vec();
+    let mut bytes = frame(b'P', &parse);
+    bytes.extend(frame(b'B', &[0, 0, 0, 0, 0, 0, 0, 0]));
+    bytes.extend(frame(b'E', &[0, 0, 0, 0, 0]));
+    bytes.extend(frame(b'B', b"\0w\0\0\0\0\0\0\0"));
+    bytes.extend(frame(b'E', &[0, 0, 0, 0, 0]));
+    bytes.extend(frame(b'S', &[]));
+    conn.send(&bytes).await;
+    let answer = conn.read_until(b'Z').await.expect("batch answered");
+    let errors: Vec<_> = answer.iter().filter(|m| m.tag == b'E').collect();
+    assert_eq!(errors.len(), 1, "{answer:?}");
+    assert_eq!(errors[0].code().as_deref(), Some("42501"), "{answer:?}");
+    assert_eq!(count(&admin, "SELECT n::bigint FROM w").await, 0);
+
+    let (_, body) = get(&proxy, "/metrics").await;
+    assert_eq!(
+        value(&body, "pgbelay_statements_total{verdict=\"refuse\"}"),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &body,
+            "pgbelay_refusals_total{class=\"unrecordable write\"}"
+        ),
+        1.0,
+        "{body}"
+    );
+}

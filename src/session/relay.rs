@@ -568,6 +568,8 @@ impl Relay {
                 }
             }
             Decision::Refuse(error) => {
+                let class = refusal_class(error.detail.as_deref());
+                self.metrics.statement(Verdict::Refuse, class);
                 self.log_refusal(&format!("EXECUTE of \"{statement}\""), &error);
                 self.refuse_extended(error);
             }
