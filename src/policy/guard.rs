@@ -527,9 +527,22 @@ impl GuardSession {
     /// Notes what a Parse (other than a write's) prepared; at a batch's start its Bind in
     /// the same batch is covered by this Parse's decision.
     fn remember_parse(&mut self, name: &str, what: Extended, at: Position) {
-        self.extended.insert(name.to_string(), what);
+        // A driver re-Parses the same (often unnamed) statement per execution: reuse the
+        // entry and the name's allocation.
+        match self.extended.get_mut(name) {
+            Some(slot) => *slot = what,
+            None => {
+                self.extended.insert(name.to_string(), what);
+            }
+        }
         if at.batch_start {
-            self.batch_wrapped = Some(name.to_string());
+            match &mut self.batch_wrapped {
+                Some(wrapped) => {
+                    wrapped.clear();
+                    wrapped.push_str(name);
+                }
+                None => self.batch_wrapped = Some(name.to_string()),
+            }
         }
     }
 
