@@ -73,7 +73,8 @@ async fn oversized_startup_packet_closes_only_that_connection() {
 async fn unknown_startup_code_gets_fatal_and_close() {
     let proxy = TestProxy::start().await;
     let other = bystander(&proxy).await;
-    // Protocol 9.9: PostgreSQL answers with a FATAL ErrorResponse, so must the proxy.
+    // Protocol 9.9: PostgreSQL answers with a FATAL ErrorResponse naming the version
+    // (0A000), so must the proxy.
     let mut packet = 8i32.to_be_bytes().to_vec();
     packet.extend_from_slice(&((9i32 << 16) | 9).to_be_bytes());
     for ep in [direct(), proxy.endpoint()] {
@@ -81,6 +82,13 @@ async fn unknown_startup_code_gets_fatal_and_close() {
         assert_eq!(got.len(), 1, "{}: {got:?}", ep.label);
         assert_eq!(got[0].tag, b'E', "{}: {got:?}", ep.label);
         assert_eq!(got[0].severity().as_deref(), Some("FATAL"), "{}", ep.label);
+        assert_eq!(got[0].code().as_deref(), Some("0A000"), "{}", ep.label);
+        let message = got[0].fields().get(&b'M').cloned().unwrap_or_default();
+        assert!(
+            message.contains("unsupported frontend protocol 9.9"),
+            "{}: {message}",
+            ep.label
+        );
     }
     assert_eq!(select_one(&other).await, 1);
 }

@@ -188,10 +188,16 @@ async fn open(
         match step {
             Err(_) => return Err(SessionError::StartupTimeout),
             Ok(Err(SessionError::ClientProtocol(e))) => {
-                let error = ErrorFields::fatal(
-                    SqlState::PROTOCOL_VIOLATION,
-                    format!("pgbelay: invalid startup packet: {e}"),
-                );
+                let error = match e {
+                    // PostgreSQL's answer to a protocol it does not speak.
+                    FrameError::UnsupportedProtocol(_) => {
+                        ErrorFields::fatal(SqlState::FEATURE_NOT_SUPPORTED, format!("pgbelay: {e}"))
+                    }
+                    _ => ErrorFields::fatal(
+                        SqlState::PROTOCOL_VIOLATION,
+                        format!("pgbelay: invalid startup packet: {e}"),
+                    ),
+                };
                 let _ = client.write_all(error.to_frame().bytes()).await;
                 return Err(SessionError::ClientProtocol(e));
             }

@@ -46,6 +46,10 @@ pub enum FrameError {
     /// A message body does not have the layout its type requires.
     #[error("malformed {0} message")]
     Malformed(&'static str),
+    /// A startup packet asking for a protocol other than 3.x (or a code that is none of
+    /// the known requests), as PostgreSQL reports it.
+    #[error("unsupported frontend protocol {}.{}: pgbelay supports 3.0", .0 >> 16, .0 & 0xffff)]
+    UnsupportedProtocol(u32),
 }
 
 impl Frame {

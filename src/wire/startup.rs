@@ -71,7 +71,10 @@ impl StartupPacket {
                 params: parse_params(body)?,
                 raw,
             },
-            _ => return Err(FrameError::Malformed("startup packet")),
+            SSL_REQUEST | GSSENC_REQUEST | CANCEL_REQUEST => {
+                return Err(FrameError::Malformed("startup packet"));
+            }
+            other => return Err(FrameError::UnsupportedProtocol(other)),
         }))
     }
 }
