@@ -527,6 +527,91 @@ async fn locking_reads_in_a_transaction_cannot_hide_writes() {
     );
 }
 
+/// A locking read reached through SQL `EXECUTE` (of a `PREPARE`d statement or of a
+/// statement the driver Parsed by name) runs as the read itself does in a transaction:
+/// it takes its locks (not 25006 from a read-only guard it cannot run under), and a
+/// hidden write in it aborts the transaction.
+#[tokio::test]
+async fn executed_locking_reads_lock_and_cannot_hide_writes() {
+    let proxy = guarded(1000).await;
+    let (db, admin) = shop().await;
+    let client = connect_super(proxy.endpoint(), &db).await;
+    client
+        .batch_execute(
+            "PREPARE lock_one(int) AS SELECT id FROM orders WHERE id = $1 FOR UPDATE; \
+             PREPARE sneaky_lock AS SELECT id, sneaky() FROM orders WHERE id = 3 FOR UPDATE",
+        )
+        .await
+        .expect("prepare");
+
+    client.batch_execute("BEGIN").await.expect("begin");
+    let rows = client
+        .simple_query("EXECUTE lock_one(1)")
+        .await
+        .expect("executed locking read");
+    assert_eq!(
+        rows.iter()
+            .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+            .count(),
+        1
+    );
+    // A named Parse, reachable by SQL EXECUTE in the same session.
+    admin
+        .batch_execute(&format!("GRANT ALL ON orders TO {TRUST_USER}"))
+        .await
+        .expect("grant");
+    let (mut raw, _) = RawConn::startup(&proxy.addr().to_string(), &db, "named").await;
+    let parse = frame(
+        b'P',
+        b"lock_two\0SELECT id FROM orders WHERE id = 2 FOR SHARE\0\0\0",
+    );
+    let mut bytes = parse;
+    bytes.extend(frame(b'S', &[]));
+    raw.send(&bytes).await;
+    let answer = raw.read_until(b'Z').await.expect("parse answered");
+    assert!(!answer.iter().any(|m| m.tag == b'E'), "{answer:?}");
+    for sql in ["BEGIN", "EXECUTE lock_two"] {
+        raw.send(&query_message(sql)).await;
+        let answer = raw.read_until(b'Z').await.expect("answered");
+        assert!(!answer.iter().any(|m| m.tag == b'E'), "{sql}: {answer:?}");
+    }
+    for id in [1, 2] {
+        let err = admin
+            .batch_execute(&format!(
+                "SELECT id FROM orders WHERE id = {id} FOR UPDATE NOWAIT"
+            ))
+            .await
+            .expect_err("row locked by the transaction");
+        assert_eq!(sqlstate(&err).as_deref(), Some("55P03"), "{}", show(&err));
+    }
+    client.batch_execute("COMMIT").await.expect("commit");
+    raw.send(&query_message("COMMIT")).await;
+    raw.read_until(b'Z').await.expect("commit answered");
+
+    client.batch_execute("BEGIN").await.expect("begin");
+    let err = client
+        .batch_execute("EXECUTE sneaky_lock")
+        .await
+        .expect_err("hidden write");
+    assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+    client.batch_execute("ROLLBACK").await.expect("rollback");
+    assert_eq!(count(&admin, "SELECT count(*) FROM side_effects").await, 0);
+
+    // DEALLOCATE forgets it: a new plain read of the same name runs read-only again.
+    client
+        .batch_execute(
+            "DEALLOCATE lock_one; PREPARE lock_one AS SELECT id FROM orders WHERE id = 1",
+        )
+        .await
+        .expect("re-prepare");
+    client.batch_execute("BEGIN").await.expect("begin");
+    client
+        .batch_execute("EXECUTE lock_one")
+        .await
+        .expect("plain read");
+    client.batch_execute("COMMIT").await.expect("commit");
+}
+
 /// SPEC B4: additive DDL is allowed, also in autocommit, where the session's read-only
 /// default would refuse it; DDL that runs user code over rows (CREATE TABLE AS, ALTER
 /// TABLE, REFRESH) is checked for hidden writes instead; the session is read-only again

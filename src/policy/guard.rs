@@ -7,7 +7,7 @@
 //! is cheap next to parsing. Texts over [`MAX_CACHED_LEN`] are not cached, so a few large
 //! bulk INSERTs cannot pin megabytes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -169,6 +169,7 @@ impl Hooks for Guard {
         Box::new(GuardSession {
             guard: self.clone(),
             prepared: Prepared::new(),
+            locking_prepared: HashSet::new(),
             extended: HashMap::new(),
             batch_wrapped: None,
             batch_mode: BatchMode::Plain,
@@ -216,6 +217,10 @@ pub struct GuardSession {
     guard: Guard,
     /// SQL-level and protocol-level prepared statements (one namespace), for EXECUTE.
     prepared: Prepared,
+    /// The prepared statements (SQL `PREPARE`, named Parse) that are locking reads: an
+    /// `EXECUTE` of one is checked for hidden writes like the read itself, since it
+    /// cannot run read-only.
+    locking_prepared: HashSet<String>,
     /// Protocol-level prepared statements by name (the unnamed one is `""`).
     extended: HashMap<String, Extended>,
     /// The statement whose Parse started the current batch, judged (and wrapped where
@@ -348,19 +353,26 @@ impl GuardSession {
         tracing::debug!(?verdict);
         for change in judgement.prepared {
             match change {
-                PreparedChange::Add(name, class) => {
+                PreparedChange::Add(name, class, locks) => {
+                    self.note_locking(&name, locks);
                     self.prepared.insert(name, class);
                 }
                 PreparedChange::Remove(name) => {
+                    self.locking_prepared.remove(&name);
                     self.prepared.remove(&name);
                 }
-                PreparedChange::Clear => self.prepared.clear(),
+                PreparedChange::Clear => {
+                    self.locking_prepared.clear();
+                    self.prepared.clear();
+                }
             }
         }
         // A named Parse is reachable by SQL `EXECUTE name` too.
         if let (Some(name), [one]) = (parse_name, judgement.statements.as_slice())
             && !name.is_empty()
         {
+            let locks = analysis.as_ref().as_ref().is_ok_and(|s| locks_rows(s));
+            self.note_locking(name, locks);
             self.prepared.insert(name.to_string(), one.class.clone());
         }
         let statements = &judgement.statements;
@@ -408,7 +420,13 @@ impl GuardSession {
         // cached analysis, in the session's dialect.)
         let locking = all_reads
             && (parse_name.is_some() || at.tx_status == TxStatus::InTransaction)
-            && analysis.as_ref().as_ref().is_ok_and(|s| locks_rows(s));
+            && analysis.as_ref().as_ref().is_ok_and(|s| {
+                !s.is_empty()
+                    && s.iter().all(|one| match &one.kind {
+                        Kind::Execute(name) => self.locking_prepared.contains(name),
+                        _ => one.locks_rows,
+                    })
+            });
         let guarded_read = all_reads && !locking;
         // SPEC B4: additive DDL is allowed; the read-only default must not refuse it.
         let all_ddl = !statements.is_empty()
@@ -526,6 +544,14 @@ impl GuardSession {
     /// checked afterwards), and is refused where it would run read-write unchecked.
     /// Notes what a Parse (other than a write's) prepared; at a batch's start its Bind in
     /// the same batch is covered by this Parse's decision.
+    fn note_locking(&mut self, name: &str, locks: bool) {
+        if locks {
+            self.locking_prepared.insert(name.to_string());
+        } else {
+            self.locking_prepared.remove(name);
+        }
+    }
+
     fn remember_parse(&mut self, name: &str, what: Extended, at: Position) {
         // A driver re-Parses the same (often unnamed) statement per execution: reuse the
         // entry and the name's allocation.

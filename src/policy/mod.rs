@@ -94,8 +94,9 @@ pub struct Judged {
 /// A change to the session's prepared statements that takes effect if the Query runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PreparedChange {
-    /// `PREPARE name AS …` of a statement of this class.
-    Add(String, StatementClass),
+    /// `PREPARE name AS …` of a statement of this class; `true` when it is a read that
+    /// locks rows (`FOR UPDATE` / `SHARE`), which cannot run read-only.
+    Add(String, StatementClass, bool),
     /// `DEALLOCATE name`.
     Remove(String),
     /// `DEALLOCATE ALL`.
@@ -156,7 +157,7 @@ pub(crate) fn judge_analyzed(
                 // EXECUTE runs the inner statement: remember its class, not PREPARE's.
                 let runs = classify::classify(inner, ctx, &prepared);
                 prepared.to_mut().insert(name.clone(), runs.clone());
-                changes.push(PreparedChange::Add(name.clone(), runs));
+                changes.push(PreparedChange::Add(name.clone(), runs, inner.locks_rows));
             }
             Kind::Deallocate(Some(name)) => {
                 prepared.to_mut().remove(name);
