@@ -218,11 +218,9 @@ fn lexed_masked_key(sql: &str) -> Option<(String, Range<usize>)> {
 /// lexer's keys.
 fn plain_masked_key(sql: &str) -> Option<Option<(String, Range<usize>)>> {
     let bytes = sql.as_bytes();
-    let plain = |b: u8| b.is_ascii_alphanumeric() || b" \t\n\r_=<>,().;*".contains(&b);
-    if !bytes.iter().all(|&b| plain(b)) {
+    if !bytes.iter().all(|&b| PLAIN[usize::from(b)]) {
         return None;
     }
-    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     let code = sql.trim_matches(|c: char| c.is_ascii_whitespace());
     let start = sql.len()
         - sql
@@ -230,43 +228,82 @@ fn plain_masked_key(sql: &str) -> Option<Option<(String, Range<usize>)>> {
             .len();
     let body = code.strip_suffix(';').unwrap_or(code);
     let body = body.trim_end_matches(|c: char| c.is_ascii_whitespace());
-    let first_word_len = body.bytes().take_while(|&b| word(b)).count();
-    let is_plain_select = body[..first_word_len].eq_ignore_ascii_case("select")
-        && !body.contains(';')
-        && !body
-            .split(|c: char| !word(c as u8))
-            .any(|w| w.eq_ignore_ascii_case("explain"));
-    if !is_plain_select {
+    let first_word_len = body.bytes().take_while(|&b| WORD[usize::from(b)]).count();
+    if !body[..first_word_len].eq_ignore_ascii_case("select") || body.contains(';') {
         return Some(None);
     }
+    // One pass over maximal word runs (`[A-Za-z0-9_]+`): each is checked for EXPLAIN and
+    // copied, with the punctuation between, in bulk; only a run of digits alone, with no
+    // `.` on either side (`1.5`), is masked. A word's digits belong to it (`t2`, `1e5`).
     let mut key = String::with_capacity(sql.len() + 1);
     key.push('\u{2}');
-    let mut i = 0;
+    let (mut i, mut copied) = (0, 0);
     while i < bytes.len() {
-        let b = bytes[i];
-        if b.is_ascii_digit() {
-            let run = bytes[i..].iter().take_while(|b| b.is_ascii_digit()).count();
-            let before = i.checked_sub(1).map(|j| bytes[j]);
-            let after = bytes.get(i + run).copied();
-            let joined = |x: Option<u8>| x.is_some_and(|x| word(x) || x == b'.');
-            if joined(before) || joined(after) {
-                key.push_str(&sql[i..i + run]);
-            } else {
-                key.push('\u{1}');
-            }
-            i += run;
-        } else if word(b) {
-            // A word's digits belong to it (`t2`, `x1`).
-            let run = bytes[i..].iter().take_while(|&&b| word(b)).count();
-            key.push_str(&sql[i..i + run]);
-            i += run;
-        } else {
-            key.push(b as char);
+        if !WORD[usize::from(bytes[i])] {
+            i += 1;
+            continue;
+        }
+        let start_of_run = i;
+        let mut digits_only = true;
+        while i < bytes.len() && WORD[usize::from(bytes[i])] {
+            digits_only &= bytes[i].is_ascii_digit();
             i += 1;
         }
+        let run = &bytes[start_of_run..i];
+        if digits_only {
+            let dot_before = start_of_run > 0 && bytes[start_of_run - 1] == b'.';
+            let dot_after = bytes.get(i) == Some(&b'.');
+            if !dot_before && !dot_after {
+                key.push_str(&sql[copied..start_of_run]);
+                key.push('\u{1}');
+                copied = i;
+            }
+        } else if run.eq_ignore_ascii_case(b"explain") {
+            return Some(None);
+        }
     }
+    key.push_str(&sql[copied..]);
     Some(Some((key, start..start + body.len())))
 }
+
+/// The bytes of a word: `[A-Za-z0-9_]`.
+static WORD: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = (i as u8).is_ascii_alphanumeric() || i as u8 == b'_';
+        i += 1;
+    }
+    table
+};
+
+/// The bytes [`plain_masked_key`] accepts: letters, digits, blanks and `_ = < > , ( ) . ; *`.
+static PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        table[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b' ' | b'\t'
+                    | b'\n'
+                    | b'\r'
+                    | b'_'
+                    | b'='
+                    | b'<'
+                    | b'>'
+                    | b','
+                    | b'('
+                    | b')'
+                    | b'.'
+                    | b';'
+                    | b'*'
+            );
+        i += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod test {
