@@ -100,6 +100,8 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// How long SIGTERM waits for open sessions before closing them.
     pub shutdown_timeout: Duration,
+    /// Event loops (threads) the sessions are spread over; a session stays on its loop.
+    pub event_loops: usize,
 }
 
 impl Default for Settings {
@@ -117,6 +119,7 @@ impl Default for Settings {
             tls_key: None,
             metrics_listen: None,
             shutdown_timeout: Duration::from_secs(30),
+            event_loops: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -166,6 +169,9 @@ pub struct SettingsArgs {
     /// Seconds SIGTERM waits for open sessions [default: 30].
     #[arg(long, env = "PGBELAY_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Option<u64>,
+    /// Event loops (threads) the sessions are spread over [default: one per CPU].
+    #[arg(long, env = "PGBELAY_EVENT_LOOPS")]
+    pub event_loops: Option<usize>,
 }
 
 /// The TOML file's shape: the same names as the flags.
@@ -185,6 +191,7 @@ struct FileSettings {
     tls_key: Option<PathBuf>,
     metrics_listen: Option<SocketAddr>,
     shutdown_timeout: Option<u64>,
+    event_loops: Option<usize>,
 }
 
 /// Why settings could not be resolved.
@@ -266,6 +273,11 @@ impl SettingsArgs {
                 .or(file.shutdown_timeout)
                 .map(Duration::from_secs)
                 .unwrap_or(d.shutdown_timeout),
+            event_loops: match self.event_loops.or(file.event_loops) {
+                Some(0) => return Err(ConfigError::Invalid("event_loops", "0".into())),
+                Some(n) => n,
+                None => d.event_loops,
+            },
         })
     }
 }
@@ -321,5 +333,27 @@ mod test {
             UpstreamAddr::Tcp("db:5433".into())
         );
         assert!(UpstreamAddr::parse("nohostport").is_err());
+    }
+
+    #[test]
+    fn event_loops_default_to_the_cpus_and_refuse_zero() {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(SettingsArgs::default().resolve().unwrap().event_loops, cpus);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pgbelay.toml");
+        std::fs::write(&path, "event_loops = 3\n").unwrap();
+        let from_file = SettingsArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        assert_eq!(from_file.resolve().unwrap().event_loops, 3);
+        let zero = SettingsArgs {
+            event_loops: Some(0),
+            ..Default::default()
+        };
+        assert!(matches!(
+            zero.resolve(),
+            Err(ConfigError::Invalid("event_loops", _))
+        ));
     }
 }

@@ -13,7 +13,12 @@ use crate::session::Hooks;
 /// Runs the proxy until SIGTERM/SIGINT.
 pub fn run(args: SettingsArgs) -> anyhow::Result<ExitCode> {
     let settings = args.resolve()?;
-    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    // Accepting, signals and /metrics; the sessions run on their own event loops
+    // (`event_loops`, server/listener.rs).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     runtime.block_on(async move {
         let hooks = hooks(&settings);
         let proxy = Proxy::bind(settings, hooks).await?;
