@@ -16,7 +16,7 @@ use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use pgbelay::session::Flow;
 use pgbelay::wire::{Frame, FrontendTag, decode};
-use pgbelay_fuzz::{answer, capacity_bound, ready_relay};
+use pgbelay_fuzz::{answer, capacity_bound, ready_relay, unnonced};
 
 fuzz_target!(|data: &[u8]| {
     // The first byte sets the read size, so frames arrive split at every point.
@@ -68,29 +68,6 @@ fuzz_target!(|data: &[u8]| {
         );
     }
 });
-
-/// The frames in `bytes` (type and body), each poison statement's random per-session
-/// tag (`pgbelay_refused_<tag>_<n>`) blanked: two relays draw different tags, whose
-/// lengths differ too.
-fn unnonced(bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
-    const MARK: &[u8] = b"pgbelay_refused_";
-    let mut frames = Vec::new();
-    let mut buf = BytesMut::from(bytes);
-    while let Ok(Some(frame)) = Frame::split(&mut buf) {
-        let mut body = Vec::with_capacity(frame.body().len());
-        let mut rest = frame.body();
-        while let Some(at) = rest.windows(MARK.len()).position(|w| w == MARK) {
-            let (before, after) = rest.split_at(at + MARK.len());
-            body.extend_from_slice(before);
-            let tag = after.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-            rest = &after[tag..];
-        }
-        body.extend_from_slice(rest);
-        frames.push((frame.tag(), body));
-    }
-    assert!(buf.is_empty(), "the relay sent a partial frame");
-    frames
-}
 
 /// The typed views the relay builds, checked against the frame's own bytes.
 fn views(frame: &Frame) {

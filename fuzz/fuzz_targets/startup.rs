@@ -23,7 +23,7 @@ use pgbelay::session::cancel::{CancelMap, UpstreamKey};
 use pgbelay::session::{Flow, Hooks, Phase, Relay, SessionInfo};
 use pgbelay::wire::startup::StartupPacket;
 use pgbelay::wire::{BackendTag, Frame};
-use pgbelay_fuzz::{Side, capacity_bound, chunks};
+use pgbelay_fuzz::{Side, capacity_bound, chunks, unnonced};
 
 fuzz_target!(|data: &[u8]| {
     let cancels = CancelMap::default();
@@ -33,7 +33,10 @@ fuzz_target!(|data: &[u8]| {
         secret: vec![1, 2, 3, 4],
     });
     let guard = Guard::new(&pgbelay::config::Settings::default());
-    let mut relay: Option<Relay> = None;
+    // Two relays fed the same frames: the session's entry points (`client_bytes`,
+    // `upstream_bytes`, which forward some frames verbatim) and the full per-frame path
+    // (`client_frame`, `upstream_frame`); both must send the same bytes both ways.
+    let mut relay: Option<(Relay, Relay)> = None;
     let (mut cbuf, mut ubuf) = (BytesMut::new(), BytesMut::new());
     let (mut cfed, mut ufed) = (0, 0);
     for (side, bytes) in chunks(data) {
@@ -47,22 +50,26 @@ fuzz_target!(|data: &[u8]| {
                 ufed += bytes.len();
             }
         }
-        let Some(r) = relay.as_mut() else {
+        let Some((r, full)) = relay.as_mut() else {
             // Before the StartupMessage nothing is connected upstream: server bytes wait.
             match startup(&mut cbuf, &cancels) {
                 Ok(Some(info)) => {
-                    relay = Some(Relay::new(
-                        info.clone(),
-                        guard.session(&info),
-                        std::sync::Arc::default(),
-                    ))
+                    let make = || {
+                        Relay::new(
+                            info.clone(),
+                            guard.session(&info),
+                            std::sync::Arc::default(),
+                        )
+                    };
+                    relay = Some((make(), make()))
                 }
                 Ok(None) => continue,
                 Err(()) => return,
             }
             continue;
         };
-        if client_frames(&mut cbuf, r).is_err() || server_frames(&mut ubuf, r).is_err() {
+        if client_frames(&mut cbuf, r, full).is_err() || server_frames(&mut ubuf, r, full).is_err()
+        {
             return;
         }
         assert!(cbuf.capacity() <= capacity_bound(cfed));
@@ -107,16 +114,20 @@ fn startup(buf: &mut BytesMut, cancels: &CancelMap) -> Result<Option<SessionInfo
     }
 }
 
-/// One frame at a time through `Relay::client_bytes`, as the session feeds it (the
-/// frames it only forwards take its verbatim path).
-fn client_frames(buf: &mut BytesMut, relay: &mut Relay) -> Result<(), ()> {
+/// One frame at a time through `Relay::client_bytes` on `relay`, as the session feeds
+/// it, and through `Relay::client_frame` on `full`.
+fn client_frames(buf: &mut BytesMut, relay: &mut Relay, full: &mut Relay) -> Result<(), ()> {
     while let Some(frame) = Frame::split(buf).map_err(drop)? {
         let auth = relay.phase == Phase::Auth;
         let before = relay.to_upstream.len();
         let bytes = frame.bytes().clone();
-        match relay.client_bytes(&mut BytesMut::from(&bytes[..])) {
-            Ok(Flow::Continue) => {}
-            Ok(Flow::Close) | Err(_) => return Err(()),
+        let fed = relay.client_bytes(&mut BytesMut::from(&bytes[..]));
+        let whole = full.client_frame(frame);
+        same_output(relay, full);
+        match (fed, whole) {
+            (Ok(Flow::Continue), Ok(Flow::Continue)) => {}
+            (Ok(Flow::Close) | Err(_), Ok(Flow::Close) | Err(_)) => return Err(()),
+            (fed, whole) => panic!("client_bytes gave {fed:?}, client_frame {whole:?}"),
         }
         if auth {
             assert_eq!(
@@ -125,30 +136,36 @@ fn client_frames(buf: &mut BytesMut, relay: &mut Relay) -> Result<(), ()> {
                 "auth frame changed"
             );
         }
-        relay.to_upstream.clear();
+        clear(relay, full);
     }
     Ok(())
 }
 
-/// One frame at a time through `Relay::upstream_bytes`, as the session feeds it.
-fn server_frames(buf: &mut BytesMut, relay: &mut Relay) -> Result<(), ()> {
+/// One frame at a time through `Relay::upstream_bytes` on `relay`, as the session feeds
+/// it, and through `Relay::upstream_frame` on `full`.
+fn server_frames(buf: &mut BytesMut, relay: &mut Relay, full: &mut Relay) -> Result<(), ()> {
+    // The session registers the server's key and gives the client its own.
+    let register = |relay: &mut Relay| {
+        if let Some((_, secret)) = &relay.upstream_key {
+            relay.client_key = Some((7, secret.clone()));
+        }
+    };
     while let Some(frame) = Frame::split(buf).map_err(drop)? {
         let auth = relay.phase == Phase::Auth;
         let before = relay.to_client.len();
         let bytes = frame.bytes().clone();
         let key_data = frame.backend_tag() == BackendTag::BackendKeyData;
         let ready = frame.backend_tag() == BackendTag::ReadyForQuery;
-        // The session registers the server's key and gives the client its own.
-        let registered = |relay: &mut Relay| {
-            if let Some((_, secret)) = &relay.upstream_key {
-                relay.client_key = Some((7, secret.clone()));
-            }
-        };
-        if relay
-            .upstream_bytes(&mut BytesMut::from(&bytes[..]), registered)
-            .is_err()
-        {
-            return Err(());
+        let fed = relay.upstream_bytes(&mut BytesMut::from(&bytes[..]), register);
+        let whole = full.upstream_frame(frame);
+        if full.client_key.is_none() {
+            register(full);
+        }
+        same_output(relay, full);
+        match (fed, whole) {
+            (Ok(()), Ok(_)) => {}
+            (Err(_), Err(_)) => return Err(()),
+            (fed, whole) => panic!("upstream_bytes gave {fed:?}, upstream_frame {whole:?}"),
         }
         if auth && !key_data && !ready {
             assert_eq!(
@@ -157,8 +174,23 @@ fn server_frames(buf: &mut BytesMut, relay: &mut Relay) -> Result<(), ()> {
                 "server auth frame changed"
             );
         }
-        relay.to_client.clear();
-        relay.to_upstream.clear();
+        clear(relay, full);
     }
     Ok(())
+}
+
+fn same_output(relay: &Relay, full: &Relay) {
+    assert_eq!(
+        unnonced(&relay.to_upstream),
+        unnonced(&full.to_upstream),
+        "to the server"
+    );
+    assert_eq!(relay.to_client, full.to_client, "to the client");
+}
+
+fn clear(relay: &mut Relay, full: &mut Relay) {
+    for r in [relay, full] {
+        r.to_client.clear();
+        r.to_upstream.clear();
+    }
 }

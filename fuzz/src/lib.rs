@@ -5,8 +5,9 @@
 pub mod read_oracle;
 pub mod tree;
 
+use bytes::BytesMut;
 use pgbelay::session::{Hooks, Relay, SessionInfo};
-use pgbelay::wire::{TxStatus, encode};
+use pgbelay::wire::{Frame, TxStatus, encode};
 
 /// Who sent a chunk of a two-direction stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,4 +87,27 @@ pub fn answer(relay: &mut Relay) {
 /// field instead (up to 1 GiB from a 5-byte header) fails this.
 pub fn capacity_bound(fed: usize) -> usize {
     2 * fed + (1 << 20)
+}
+
+/// The frames in `bytes` (type and body), each poison statement's random per-session
+/// tag (`pgbelay_refused_<tag>_<n>`) blanked: two relays draw different tags, whose
+/// lengths differ too.
+pub fn unnonced(bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    const MARK: &[u8] = b"pgbelay_refused_";
+    let mut frames = Vec::new();
+    let mut buf = BytesMut::from(bytes);
+    while let Ok(Some(frame)) = Frame::split(&mut buf) {
+        let mut body = Vec::with_capacity(frame.body().len());
+        let mut rest = frame.body();
+        while let Some(at) = rest.windows(MARK.len()).position(|w| w == MARK) {
+            let (before, after) = rest.split_at(at + MARK.len());
+            body.extend_from_slice(before);
+            let tag = after.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+            rest = &after[tag..];
+        }
+        body.extend_from_slice(rest);
+        frames.push((frame.tag(), body));
+    }
+    assert!(buf.is_empty(), "the relay sent a partial frame");
+    frames
 }
