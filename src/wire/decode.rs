@@ -16,7 +16,8 @@ pub struct NotUtf8;
 fn decode<M: Message>(frame: &Frame, what: &'static str) -> Result<M, FrameError> {
     thread_local! {
         // pgwire decodes from a BytesMut: one per thread, reused, instead of an
-        // allocation per inspected frame (every ReadyForQuery is one).
+        // allocation per inspected frame (every ReadyForQuery is one). Decoders that keep
+        // text split it off (a 4 MiB Query leaves nothing reserved here; checked).
         static SCRATCH: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
     }
     SCRATCH.with_borrow_mut(|buf| {
