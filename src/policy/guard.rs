@@ -96,13 +96,19 @@ impl Guard {
     /// numeric-masked key ([`numeric_masked_key`]): a hit is a statement of the same shape
     /// that differs only in numbers, so its analysis holds with this text put in.
     pub(crate) fn analysis(&self, sql: &str, dialect: Dialect) -> Analysis {
+        self.analysis_and_whether_kept(sql, dialect).0
+    }
+
+    /// [`Guard::analysis`], and whether the cache keeps it under this very text (not for a
+    /// long text, nor for one found by its shape, which a new number replaces each time).
+    fn analysis_and_whether_kept(&self, sql: &str, dialect: Dialect) -> (Analysis, bool) {
         if sql.len() > MAX_CACHED_LEN {
-            return Arc::new(analyze(sql, dialect));
+            return (Arc::new(analyze(sql, dialect)), false);
         }
         // A poisoned lock only means another session panicked mid-update; the cache
         // holds immutable values, so it is still sound to use.
         if let Some(hit) = self.lock(dialect).get(sql) {
-            return Arc::clone(hit);
+            return (Arc::clone(hit), true);
         }
         let masked = numeric_masked_key(sql, dialect);
         if let Some((masked_key, span)) = &masked
@@ -116,7 +122,7 @@ impl Guard {
             // one per call) would push every other statement out of the cache.
             let mut statement = one.clone();
             statement.text = text.to_string();
-            return Arc::new(Ok(vec![statement]));
+            return (Arc::new(Ok(vec![statement])), false);
         }
         let fresh = Arc::new(analyze(sql, dialect));
         if let Some((masked_key, _)) = masked
@@ -125,7 +131,7 @@ impl Guard {
             self.lock_shapes().put(masked_key, Arc::clone(&fresh));
         }
         self.lock(dialect).put(sql.to_string(), Arc::clone(&fresh));
-        fresh
+        (fresh, true)
     }
 
     fn lock(&self, dialect: Dialect) -> std::sync::MutexGuard<'_, Cache> {
@@ -140,27 +146,60 @@ impl Guard {
 
     /// Judges `sql` with a session's state.
     pub fn judge(&self, sql: &str, info: &SessionInfo, prepared: &Prepared) -> Judgement {
-        self.judge_with_analysis(sql, info, prepared).0
+        let ctx = self.context(info, prepared);
+        judge_analyzed(sql, &self.analysis(sql, ctx.dialect), &ctx)
     }
 
-    /// [`Guard::judge`], also handing back the analysis it judged (the session reads the
-    /// statement's setting changes from it without a second cache lookup).
-    fn judge_with_analysis(
-        &self,
-        sql: &str,
-        info: &SessionInfo,
-        prepared: &Prepared,
-    ) -> (Judgement, Analysis) {
-        let ctx = Context {
+    /// What a session's statements are judged against.
+    fn context<'a>(&'a self, info: &'a SessionInfo, prepared: &'a Prepared) -> Context<'a> {
+        Context {
             audit_schema: &self.audit_schema,
             client_encoding: &info.client_encoding,
             dialect: Dialect {
                 standard_conforming_strings: info.standard_conforming_strings,
             },
             prepared,
-        };
-        let analysis = self.analysis(sql, ctx.dialect);
-        (judge_analyzed(sql, &analysis, &ctx), analysis)
+        }
+    }
+}
+
+/// Statements longer than this (bytes) are not kept in a session's own recent list.
+const MAX_SESSION_RECENT_LEN: usize = 8 * 1024;
+
+/// How many analyses a session keeps in front of the shared cache.
+const SESSION_RECENT: usize = 4;
+
+/// The last few analyses one session looked up, in front of the shared cache. Most of a
+/// session's traffic repeats a handful of statements; finding one here is a text
+/// comparison, without the shared cache's lock (which every event loop contends for) and
+/// hash. An analysis is a pure function of text and dialect, so a copy here is the same
+/// value the shared cache would give.
+#[derive(Debug, Default)]
+struct RecentAnalyses {
+    /// Newest first.
+    entries: std::collections::VecDeque<(String, Dialect, Analysis)>,
+}
+
+impl RecentAnalyses {
+    fn get(&mut self, guard: &Guard, sql: &str, dialect: Dialect) -> Analysis {
+        if let Some((_, _, analysis)) = self
+            .entries
+            .iter()
+            .find(|(text, d, _)| *d == dialect && text == sql)
+        {
+            return Arc::clone(analysis);
+        }
+        let (analysis, kept) = guard.analysis_and_whether_kept(sql, dialect);
+        // What the shared cache does not keep by its text would only push out the
+        // statements this session does repeat.
+        if kept && sql.len() <= MAX_SESSION_RECENT_LEN {
+            if self.entries.len() == SESSION_RECENT {
+                self.entries.pop_back();
+            }
+            self.entries
+                .push_front((sql.to_string(), dialect, Arc::clone(&analysis)));
+        }
+        analysis
     }
 }
 
@@ -176,6 +215,7 @@ impl Hooks for Guard {
             schema_checked: false,
             pending_approval: None,
             held_used: false,
+            recent: RecentAnalyses::default(),
         })
     }
 }
@@ -236,6 +276,8 @@ pub struct GuardSession {
     pending_approval: Option<String>,
     /// Whether the statement being decided used the held token.
     held_used: bool,
+    /// This session's latest analyses.
+    recent: RecentAnalyses,
 }
 
 /// How a refusal at a Bind names the statement.
@@ -281,10 +323,10 @@ impl GuardSession {
             // afresh.
             self.batch_wrapped = None;
         }
-        let (judgement, analysis) = self.guard.judge_with_analysis(sql, info, &self.prepared);
-        let dialect = Dialect {
-            standard_conforming_strings: info.standard_conforming_strings,
-        };
+        let ctx = self.guard.context(info, &self.prepared);
+        let dialect = ctx.dialect;
+        let analysis = self.recent.get(&self.guard, sql, dialect);
+        let judgement = judge_analyzed(sql, &analysis, &ctx);
         if let Some(decision) = self.approval_setting(&analysis, sql, parse_name, at) {
             return decision;
         }
@@ -779,6 +821,25 @@ mod test {
         assert!(matches!(truncate, Decision::Rewrite(_)), "{truncate:?}");
         let again = session.on_query(&info(), at(), "TRUNCATE logs");
         assert!(matches!(again, Decision::Refuse(_)), "{again:?}");
+    }
+
+    #[test]
+    fn a_session_remembers_analyses_per_dialect() {
+        // With standard strings the backslash is a character and a DROP follows; without
+        // them the backslash escapes the quote and all of it is one literal.
+        let sql = r"SELECT 'a\'; DROP TABLE t; --'";
+        let guard = Guard::new(&Settings::default());
+        let mut session = guard.session(&info());
+        let with = |standard_conforming_strings| SessionInfo {
+            standard_conforming_strings,
+            ..info()
+        };
+        for _ in 0..2 {
+            let escaped = session.on_query(&with(false), at(), sql);
+            assert!(matches!(escaped, Decision::Forward), "{escaped:?}");
+            let standard = session.on_query(&with(true), at(), sql);
+            assert!(matches!(standard, Decision::Refuse(_)), "{standard:?}");
+        }
     }
 
     #[test]

@@ -75,6 +75,9 @@ pub struct Relay {
     /// The session's span, entered around policy decisions (which log) rather than on
     /// every poll.
     span: tracing::Span,
+    /// The last Query and Parse decoded: a repeated one is not decoded again.
+    recent_query: decode::Recent<decode::Query>,
+    recent_parse: decode::Recent<decode::Parse>,
 }
 
 impl Relay {
@@ -100,6 +103,8 @@ impl Relay {
             waiting: false,
             metrics,
             span: tracing::Span::none(),
+            recent_query: decode::Recent::default(),
+            recent_parse: decode::Recent::default(),
         }
     }
 
@@ -332,7 +337,33 @@ impl Relay {
     }
 
     fn query(&mut self, frame: &Frame) -> Result<(), RelayError> {
-        let query = decode::Query::decode(frame).map_err(RelayError::Client)?;
+        self.decode_remembered(
+            frame,
+            |relay| &mut relay.recent_query,
+            decode::Query::decode,
+            Self::decoded_query,
+        )
+    }
+
+    /// Decodes `frame` through the session's memo of its kind, then handles it. The memo
+    /// is taken out while the frame is handled (which needs all of `self`), then put back.
+    fn decode_remembered<T: Clone>(
+        &mut self,
+        frame: &Frame,
+        memo: fn(&mut Self) -> &mut decode::Recent<T>,
+        decoder: fn(&Frame) -> Result<T, FrameError>,
+        handle: fn(&mut Self, &Frame, &T) -> Result<(), RelayError>,
+    ) -> Result<(), RelayError> {
+        let mut recent = std::mem::take(memo(self));
+        let handled = match recent.decode(frame, decoder) {
+            Ok(value) => handle(self, frame, &value),
+            Err(e) => Err(RelayError::Client(e)),
+        };
+        *memo(self) = recent;
+        handled
+    }
+
+    fn decoded_query(&mut self, frame: &Frame, query: &decode::Query) -> Result<(), RelayError> {
         let at = self.position();
         let decision = match &query.sql {
             Ok(sql) => self
@@ -457,7 +488,15 @@ impl Relay {
     }
 
     fn parse(&mut self, frame: &Frame) -> Result<(), RelayError> {
-        let parse = decode::Parse::decode(frame).map_err(RelayError::Client)?;
+        self.decode_remembered(
+            frame,
+            |relay| &mut relay.recent_parse,
+            decode::Parse::decode,
+            Self::decoded_parse,
+        )
+    }
+
+    fn decoded_parse(&mut self, frame: &Frame, parse: &decode::Parse) -> Result<(), RelayError> {
         let at = self.position();
         let decision = match &parse.sql {
             Ok(sql) => self

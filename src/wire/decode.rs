@@ -4,6 +4,8 @@
 //! turn invalid UTF-8 into U+FFFD, so each view first checks the layout and the text
 //! itself on the original bytes, then lets pgwire decode exactly one validated frame.
 
+use std::borrow::Cow;
+
 use bytes::BytesMut;
 use pgwire::messages::{DecodeContext, Message, ProtocolVersion};
 
@@ -38,7 +40,7 @@ fn cstr(body: &[u8]) -> Option<(&[u8], &[u8])> {
 }
 
 /// A Query message: the SQL text.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Query {
     /// The text, or `Err` when it is not UTF-8.
     pub sql: Result<String, NotUtf8>,
@@ -60,7 +62,7 @@ impl Query {
 }
 
 /// A Parse message: statement name and SQL text.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Parse {
     /// Prepared statement name; empty for the unnamed statement.
     pub name: String,
@@ -99,6 +101,57 @@ impl Parse {
             sql: Ok(p.query),
             param_types: p.type_oids,
         })
+    }
+}
+
+/// Frames longer than this are decoded every time rather than remembered.
+const MAX_REMEMBERED_FRAME: usize = 8 * 1024;
+
+/// The last frame of one kind a session decoded, with what it decoded to.
+///
+/// Clients repeat themselves: a driver's prepared loop, pgbench, an application's hot
+/// query send the same Parse or Query bytes again and again. Comparing the bytes costs a
+/// fraction of decoding them again (pgwire copies and re-validates the text), and the
+/// decoders are pure functions of the bytes, so the remembered value is exactly what a
+/// fresh decode would return. Errors are not remembered.
+#[derive(Debug)]
+pub struct Recent<T> {
+    bytes: Vec<u8>,
+    value: Option<T>,
+}
+
+impl<T> Default for Recent<T> {
+    fn default() -> Self {
+        Recent {
+            bytes: Vec::new(),
+            value: None,
+        }
+    }
+}
+
+impl<T: Clone> Recent<T> {
+    /// `decode(frame)`, or the value remembered for the same bytes. A frame over
+    /// [`MAX_REMEMBERED_FRAME`] is handed back owned and not kept.
+    pub fn decode(
+        &mut self,
+        frame: &Frame,
+        decode: impl Fn(&Frame) -> Result<T, FrameError>,
+    ) -> Result<Cow<'_, T>, FrameError> {
+        let remembered = self.value.is_some() && self.bytes[..] == frame.bytes()[..];
+        if !remembered {
+            let value = decode(frame)?;
+            if frame.bytes().len() > MAX_REMEMBERED_FRAME {
+                return Ok(Cow::Owned(value));
+            }
+            self.bytes.clear();
+            self.bytes.extend_from_slice(frame.bytes());
+            self.value = Some(value);
+        }
+        match &self.value {
+            Some(value) => Ok(Cow::Borrowed(value)),
+            // Not reached (remembered or just stored), but decoding is never wrong.
+            None => decode(frame).map(Cow::Owned),
+        }
     }
 }
 
@@ -232,6 +285,61 @@ mod test {
         assert!(Parse::decode(&frame(b'P', b"s1\0SELECT $1\0\0\x01")).is_err());
         assert!(Parse::decode(&frame(b'P', b"s1\0SELECT")).is_err());
         assert!(Parse::decode(&frame(b'P', b"s1\0SELECT\0\0")).is_err());
+    }
+
+    #[test]
+    fn recent_decodes_only_new_bytes() {
+        let mut recent = Recent::default();
+        let decoded = std::cell::Cell::new(0);
+        let decode = |f: &Frame| {
+            decoded.set(decoded.get() + 1);
+            Parse::decode(f)
+        };
+        let a = frame(b'P', b"\0SELECT 1\0\0\0");
+        let b = frame(b'P', b"\0SELECT 2\0\0\0");
+        assert_eq!(
+            recent.decode(&a, decode).unwrap().sql.as_deref(),
+            Ok("SELECT 1")
+        );
+        assert_eq!(
+            recent.decode(&a, decode).unwrap().sql.as_deref(),
+            Ok("SELECT 1")
+        );
+        assert_eq!(
+            recent.decode(&b, decode).unwrap().sql.as_deref(),
+            Ok("SELECT 2")
+        );
+        assert_eq!(
+            recent.decode(&a, decode).unwrap().sql.as_deref(),
+            Ok("SELECT 1")
+        );
+        assert_eq!(decoded.get(), 3);
+        // An error is not remembered (the same bad bytes fail again) and leaves what
+        // was remembered in place.
+        let bad = frame(b'P', b"\0SELECT");
+        assert!(recent.decode(&bad, decode).is_err());
+        assert!(recent.decode(&bad, decode).is_err());
+        assert_eq!(
+            recent.decode(&a, decode).unwrap().sql.as_deref(),
+            Ok("SELECT 1")
+        );
+        assert_eq!(decoded.get(), 5);
+        // A frame too large to keep is decoded every time and pushes nothing out.
+        let big_sql = format!("SELECT '{}'", "x".repeat(MAX_REMEMBERED_FRAME));
+        let big = frame(b'P', format!("\0{big_sql}\0\0\0").as_bytes());
+        assert!(matches!(
+            recent.decode(&big, decode).unwrap(),
+            Cow::Owned(_)
+        ));
+        assert!(matches!(
+            recent.decode(&big, decode).unwrap(),
+            Cow::Owned(_)
+        ));
+        assert!(matches!(
+            recent.decode(&a, decode).unwrap(),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(decoded.get(), 7);
     }
 
     #[test]
