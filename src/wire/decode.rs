@@ -295,50 +295,32 @@ mod test {
             decoded.set(decoded.get() + 1);
             Parse::decode(f)
         };
+        let sql_of = |recent: &mut Recent<Parse>, f: &Frame| {
+            recent.decode(f, decode).unwrap().sql.clone().unwrap()
+        };
         let a = frame(b'P', b"\0SELECT 1\0\0\0");
         let b = frame(b'P', b"\0SELECT 2\0\0\0");
-        assert_eq!(
-            recent.decode(&a, decode).unwrap().sql.as_deref(),
-            Ok("SELECT 1")
-        );
-        assert_eq!(
-            recent.decode(&a, decode).unwrap().sql.as_deref(),
-            Ok("SELECT 1")
-        );
-        assert_eq!(
-            recent.decode(&b, decode).unwrap().sql.as_deref(),
-            Ok("SELECT 2")
-        );
-        assert_eq!(
-            recent.decode(&a, decode).unwrap().sql.as_deref(),
-            Ok("SELECT 1")
-        );
+        assert_eq!(sql_of(&mut recent, &a), "SELECT 1");
+        assert_eq!(sql_of(&mut recent, &a), "SELECT 1");
+        assert_eq!(sql_of(&mut recent, &b), "SELECT 2");
+        assert_eq!(sql_of(&mut recent, &a), "SELECT 1");
         assert_eq!(decoded.get(), 3);
         // An error is not remembered (the same bad bytes fail again) and leaves what
         // was remembered in place.
         let bad = frame(b'P', b"\0SELECT");
         assert!(recent.decode(&bad, decode).is_err());
         assert!(recent.decode(&bad, decode).is_err());
-        assert_eq!(
-            recent.decode(&a, decode).unwrap().sql.as_deref(),
-            Ok("SELECT 1")
-        );
+        assert_eq!(sql_of(&mut recent, &a), "SELECT 1");
         assert_eq!(decoded.get(), 5);
         // A frame too large to keep is decoded every time and pushes nothing out.
         let big_sql = format!("SELECT '{}'", "x".repeat(MAX_REMEMBERED_FRAME));
         let big = frame(b'P', format!("\0{big_sql}\0\0\0").as_bytes());
-        assert!(matches!(
-            recent.decode(&big, decode).unwrap(),
-            Cow::Owned(_)
-        ));
-        assert!(matches!(
-            recent.decode(&big, decode).unwrap(),
-            Cow::Owned(_)
-        ));
-        assert!(matches!(
-            recent.decode(&a, decode).unwrap(),
-            Cow::Borrowed(_)
-        ));
+        for _ in 0..2 {
+            let owned = recent.decode(&big, decode).unwrap();
+            assert!(matches!(owned, Cow::Owned(_)));
+        }
+        let remembered = recent.decode(&a, decode).unwrap();
+        assert!(matches!(remembered, Cow::Borrowed(_)));
         assert_eq!(decoded.get(), 7);
     }
 
