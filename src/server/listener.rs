@@ -1,8 +1,10 @@
 //! Accept loop: one task per client on a `TaskTracker`; a `CancellationToken` stops
 //! accepting and tells every session to finish.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use tracing::{info, info_span, warn};
@@ -153,7 +155,7 @@ impl Proxy {
             force: CancellationToken::new(),
         };
         let tracker = TaskTracker::new();
-        let mut loops = EventLoops::start(self.settings.event_loops)?;
+        let loops = EventLoops::start(self.settings.event_loops)?;
         let mut next_id: u64 = 0;
         info!(listen = %self.listener.local_addr()?, upstream = %self.settings.upstream, "pgbelay listening");
         loop {
@@ -190,7 +192,7 @@ impl Proxy {
                 }
             };
             let (shared, stop) = (shared.clone(), stop.clone());
-            loops.next().spawn(tracker.track_future(async move {
+            loops.spawn(tracker.track_future(async move {
                 match tokio::net::TcpStream::from_std(std) {
                     Ok(stream) => session::run(stream, peer, shared, stop, span).await,
                     Err(e) => warn!(parent: &span, error = %e, "cannot register the client socket"),
@@ -220,48 +222,127 @@ impl Proxy {
 }
 
 /// The threads sessions run on: each a current-thread runtime with its own IO driver
-/// (its own epoll), sessions handed out round robin. Measured against one multi-thread
-/// runtime for all sessions (README, Benchmarks): no wakeups between threads (tokio's
-/// workers woke each other through a futex 0.12–0.30 times per select-only transaction)
-/// and 8% more select-only prepared TPS at 16 clients. A session does not move: one that
-/// keeps its loop busy (a huge statement to parse) delays the others on that loop.
+/// (its own epoll), a new session going to the one with the fewest sessions open (round
+/// robin would keep piling onto a loop whose long sessions stay while the short ones on
+/// the other loops end). Measured against one multi-thread runtime for all sessions
+/// (README, Benchmarks): no wakeups between threads (tokio's workers woke each other
+/// through a futex 0.12–0.30 times per select-only transaction) and 8% more select-only
+/// prepared TPS at 16 clients. A session does not move: one that keeps its loop busy (a
+/// huge statement to parse) delays the others on that loop.
 /// Dropping this stops the loops (and any session still on them).
 struct EventLoops {
-    handles: Vec<tokio::runtime::Handle>,
-    next: usize,
+    loops: Vec<EventLoop>,
     done: CancellationToken,
+}
+
+/// One loop's runtime and how many sessions it has open.
+struct EventLoop {
+    handle: tokio::runtime::Handle,
+    sessions: Arc<AtomicUsize>,
+}
+
+/// Counts a session on its loop while it lives (also when the runtime drops it unrun).
+struct OnLoop(Arc<AtomicUsize>);
+
+impl Drop for OnLoop {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
 }
 
 impl EventLoops {
     fn start(n: usize) -> std::io::Result<EventLoops> {
         let done = CancellationToken::new();
-        let mut handles = Vec::with_capacity(n);
+        let mut loops = Vec::with_capacity(n);
         for i in 0..n.max(1) {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            handles.push(runtime.handle().clone());
+            loops.push(EventLoop {
+                handle: runtime.handle().clone(),
+                sessions: Arc::default(),
+            });
             let stop = done.clone();
             std::thread::Builder::new()
                 .name(format!("pgbelay-loop-{i}"))
                 .spawn(move || runtime.block_on(stop.cancelled_owned()))?;
         }
-        Ok(EventLoops {
-            handles,
-            next: 0,
-            done,
-        })
+        Ok(EventLoops { loops, done })
     }
 
-    /// The loop the next session goes to.
-    fn next(&mut self) -> &tokio::runtime::Handle {
-        self.next = (self.next + 1) % self.handles.len();
-        &self.handles[self.next]
+    /// Runs `session` on the loop with the fewest sessions open (the first of equals).
+    fn spawn(&self, session: impl Future<Output = ()> + Send + 'static) {
+        let Some(chosen) = self.loops.iter().min_by_key(|l| l.sessions.load(Relaxed)) else {
+            return; // start made at least one
+        };
+        chosen.sessions.fetch_add(1, Relaxed);
+        let on_loop = OnLoop(chosen.sessions.clone());
+        chosen.handle.spawn(async move {
+            let _on_loop = on_loop;
+            session.await
+        });
     }
 }
 
 impl Drop for EventLoops {
     fn drop(&mut self) {
         self.done.cancel();
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    /// Spawns a session that reports its loop's thread name and then waits for `end`.
+    fn session_on(
+        loops: &EventLoops,
+        end: tokio::sync::oneshot::Receiver<()>,
+    ) -> std::sync::mpsc::Receiver<String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        loops.spawn(async move {
+            let name = std::thread::current()
+                .name()
+                .unwrap_or_default()
+                .to_string();
+            let _ = tx.send(name);
+            let _ = end.await;
+        });
+        rx
+    }
+
+    #[test]
+    fn a_new_session_goes_to_the_loop_with_fewest_sessions() {
+        let loops = EventLoops::start(2).unwrap();
+        let wait = Duration::from_secs(10);
+        let (end_a, a) = tokio::sync::oneshot::channel();
+        let (_end_b, b) = tokio::sync::oneshot::channel();
+        let (end_c, c) = tokio::sync::oneshot::channel();
+        let loop_a = session_on(&loops, a).recv_timeout(wait).unwrap();
+        let loop_b = session_on(&loops, b).recv_timeout(wait).unwrap();
+        assert_ne!(
+            loop_a, loop_b,
+            "two sessions share a loop while the other is empty"
+        );
+        assert_eq!(session_on(&loops, c).recv_timeout(wait).unwrap(), loop_a);
+        // A and C end: their loop is empty, B's is not; round robin would pick B's next.
+        end_a.send(()).unwrap();
+        end_c.send(()).unwrap();
+        let deadline = std::time::Instant::now() + wait;
+        while loops
+            .loops
+            .iter()
+            .map(|l| l.sessions.load(Relaxed))
+            .sum::<usize>()
+            != 1
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sessions a and c never ended"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let (_end_d, d) = tokio::sync::oneshot::channel();
+        assert_eq!(session_on(&loops, d).recv_timeout(wait).unwrap(), loop_a);
     }
 }
