@@ -281,3 +281,97 @@ async fn sjis_sessions_are_refused_with_a_clear_error() {
     assert!(!out.status.success(), "SJIS session ran a statement");
     assert!(stderr.contains("pgbelay:"), "{stderr}");
 }
+
+/// The value of `SHOW default_transaction_read_only` on `client`.
+async fn read_only_default(client: &tokio_postgres::Client) -> String {
+    let messages = client
+        .simple_query("SHOW default_transaction_read_only")
+        .await
+        .expect("show");
+    messages
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+            _ => None,
+        })
+        .expect("a row")
+}
+
+/// PgBouncer's `server_reset_query`: DISCARD ALL (and RESET ALL) run, and the read-only
+/// guard is back right after them — a read that hides a write still fails in the server.
+/// With other statements in the Query, or through the extended protocol, they are refused
+/// and reset nothing.
+#[tokio::test]
+async fn a_session_reset_runs_and_the_guard_is_set_again() {
+    let proxy = guarded().await;
+    let db = create_db("reset_live").await;
+    let table = unique("reset_victim");
+    connect_super(direct(), &db)
+        .await
+        .batch_execute(&format!(
+            "CREATE TABLE {table}(x int); GRANT ALL ON {table} TO PUBLIC;
+             CREATE FUNCTION {table}_w() RETURNS int LANGUAGE sql
+                 AS 'INSERT INTO {table} VALUES (1) RETURNING 1'"
+        ))
+        .await
+        .expect("setup");
+    let client = connect(proxy.endpoint(), TRUST_USER, None, &db)
+        .await
+        .expect("connect");
+    for reset in ["DISCARD ALL", "RESET ALL"] {
+        let messages = client.simple_query(reset).await.expect(reset);
+        assert!(
+            matches!(
+                messages.last(),
+                Some(SimpleQueryMessage::CommandComplete(_))
+            ),
+            "{reset}: {messages:?}"
+        );
+        assert_eq!(read_only_default(&client).await, "on", "after {reset}");
+        let hidden = client
+            .simple_query(&format!("SELECT {table}_w()"))
+            .await
+            .expect_err("a read that writes");
+        assert_eq!(
+            hidden.code().map(|c| c.code()),
+            Some("25006"),
+            "after {reset}: {hidden:?}"
+        );
+    }
+    // Inside a transaction block: set again in it.
+    client.batch_execute("BEGIN").await.expect("begin");
+    client.simple_query("RESET ALL").await.expect("reset all");
+    assert_eq!(read_only_default(&client).await, "on");
+    client.batch_execute("ROLLBACK").await.expect("rollback");
+    // A harmless setting, so that a refused reset would show.
+    client
+        .batch_execute("SET application_name = 'kept'")
+        .await
+        .expect("set");
+    let together = client
+        .simple_query("RESET ALL; SELECT 1")
+        .await
+        .expect_err("with another statement");
+    assert!(is_pgbelay_refusal(&together), "{together:?}");
+    let extended = client
+        .execute("DISCARD ALL", &[])
+        .await
+        .expect_err("extended protocol");
+    assert!(is_pgbelay_refusal(&extended), "{extended:?}");
+    let name = client
+        .simple_query("SHOW application_name")
+        .await
+        .expect("show");
+    assert!(
+        name.iter()
+            .any(|m| matches!(m, SimpleQueryMessage::Row(r) if r.get(0) == Some("kept"))),
+        "a refused reset reset something: {name:?}"
+    );
+    let admin = connect_super(direct(), &db).await;
+    let written: i64 = admin
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(written, 0);
+}

@@ -14,6 +14,9 @@ pub enum StatementClass {
     AdditiveDdl,
     /// SET, RESET, LISTEN, PREPARE of a read, …
     SessionControl,
+    /// `DISCARD ALL` / `RESET ALL`: allowed on its own, the guard's settings set again
+    /// right after it (PgBouncer sends `DISCARD ALL` when a client leaves).
+    ResetSession,
     /// BEGIN, COMMIT, ROLLBACK, SAVEPOINT …
     TransactionControl,
     /// Refused without an approval token: it cannot be undone, or cannot be judged.
@@ -116,6 +119,7 @@ impl IrreversibleKind {
             Self::TwoPhase => "two-phase commit",
             Self::Unsupported(_) => "unsupported statement",
             Self::Unparseable => "unparseable",
+            Self::Unrecordable(Unrecordable::SessionReset) => "unguardable session reset",
             Self::Unrecordable(_) => "unrecordable write",
             Self::InvalidApproval(_) => "approval",
         }
@@ -151,6 +155,7 @@ impl StatementClass {
             Self::Write(..) => "write",
             Self::AdditiveDdl => "additive ddl",
             Self::SessionControl => "session control",
+            Self::ResetSession => "session reset",
             Self::TransactionControl => "transaction control",
             Self::Irreversible(k) => k.label(),
         }
@@ -174,6 +179,9 @@ pub enum Unrecordable {
     MidBatchUnguarded,
     /// The soft-delete rewrite failed its own check.
     Rewrite,
+    /// `DISCARD ALL` / `RESET ALL` with other statements in one Query, or through the
+    /// extended protocol: the guard's settings could not be set again right after it.
+    SessionReset,
 }
 
 /// A lower-case verb for a write kind, for messages.

@@ -8,6 +8,10 @@ use super::{Context, Prepared, functions, settings};
 /// Classifies one statement. `prepared` holds the session's prepared statements as they
 /// stand when this statement runs.
 pub(crate) fn classify(s: &Statement, ctx: &Context<'_>, prepared: &Prepared) -> C {
+    // It changes every setting, the guard's too; the guard sets them again after it.
+    if s.resets_session {
+        return C::ResetSession;
+    }
     if let Some(refused) = guarded(s, ctx) {
         return C::Irreversible(refused);
     }

@@ -393,6 +393,11 @@ impl GuardSession {
             }
         }
         tracing::debug!(?verdict);
+        if let [one] = judgement.statements.as_slice()
+            && one.class == StatementClass::ResetSession
+        {
+            return self.reset_session(at, parse_name, sql);
+        }
         for change in judgement.prepared {
             match change {
                 PreparedChange::Add(name, class, locks) => {
@@ -687,6 +692,30 @@ impl GuardSession {
         let canonical = canonical(sql, dialect).map_err(|e| e.to_string())?;
         approval.covers(&canonical).map_err(|e| e.to_string())?;
         Ok(approval)
+    }
+}
+
+impl GuardSession {
+    /// `DISCARD ALL` / `RESET ALL` on its own: it runs, and the guard's settings are set
+    /// again right behind it, before anything else of the client's can run; a held
+    /// approval is forgotten with the rest of the session's state. Through the extended
+    /// protocol the reset would happen at an Execute, possibly in a later batch than the
+    /// one the settings could follow, so it is refused there.
+    fn reset_session(&mut self, at: Position, parse_name: Option<&str>, sql: &str) -> Decision {
+        if parse_name.is_some() {
+            return refuse(Refusal::statement(
+                IrreversibleKind::Unrecordable(Unrecordable::SessionReset),
+                sql,
+            ));
+        }
+        if at.pipelined {
+            return Decision::Wait;
+        }
+        self.pending_approval = None;
+        Decision::Rewrite(Plan {
+            after: self.guard.recorder.session_start(),
+            ..Plan::default()
+        })
     }
 }
 

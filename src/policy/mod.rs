@@ -193,6 +193,18 @@ pub(crate) fn judge_analyzed(
             sql,
         ));
     }
+    // A session reset needs the guard's settings set again right after it.
+    if refusal.is_none()
+        && judged.len() > 1
+        && judged
+            .iter()
+            .any(|j| j.class == StatementClass::ResetSession)
+    {
+        refusal = Some(Refusal::statement(
+            IrreversibleKind::Unrecordable(class::Unrecordable::SessionReset),
+            sql,
+        ));
+    }
     match refusal {
         Some(r) => refuse(r, judged),
         None => Judgement {

@@ -121,6 +121,10 @@ impl Refusal {
                         "the DELETE could not be turned into a soft delete faithfully",
                         "Rewrite it as a plain DELETE … WHERE on one table, or ask for an approval",
                     ),
+                    U::SessionReset => (
+                        "DISCARD ALL / RESET ALL resets the read-only guard, which pgbelay sets again only after a simple query of its own",
+                        "Send it alone as a simple query (psql: a line of its own)",
+                    ),
                 };
                 (what.to_string(), hint.to_string())
             }

@@ -98,7 +98,11 @@ fn guard_settings_everywhere() {
     assert!(refused("set transaction read write"));
     assert!(!refused("set transaction read only"));
     assert!(!refused("set transaction isolation level serializable"));
-    assert!(refused("reset all"));
+    assert!(!refused("reset all"));
+    assert!(!refused("discard all"));
+    assert!(refused("reset all; select 1"));
+    assert!(refused("alter role r reset all"));
+    assert!(refused("alter database d reset all"));
     assert!(refused("reset session_replication_role"));
     assert!(refused(
         "select 1 where exists (select pg_catalog.set_config('session_replication_role', 'replica', false))"

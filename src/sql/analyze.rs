@@ -196,6 +196,9 @@ pub struct Statement {
     pub locks_rows: bool,
     /// For `BEGIN` / `START TRANSACTION`: the access mode it asks for.
     pub transaction_start: Option<super::TransactionStart>,
+    /// `DISCARD ALL` or `RESET ALL` itself (not the `RESET ALL` of an ALTER ROLE /
+    /// DATABASE): it puts every session setting back to its default, the guard's too.
+    pub resets_session: bool,
 }
 
 /// Parses `sql` and analyses each of its statements.
@@ -217,6 +220,7 @@ fn statement(text: &str, tree: &Node) -> Statement {
         runs_user_code: None,
         locks_rows: super::parse::locks(tree),
         transaction_start: super::parse::transaction_start(tree),
+        resets_session: resets_session(tree),
     };
     if let Some(n) = &tree.node {
         s.kind = kind(n, &mut s);
@@ -227,6 +231,17 @@ fn statement(text: &str, tree: &Node) -> Statement {
         touched(tree, &mut s.touched);
     }
     s
+}
+
+/// `DISCARD ALL` or `RESET ALL` at the top of a statement.
+fn resets_session(tree: &Node) -> bool {
+    match &tree.node {
+        Some(N::DiscardStmt(d)) => d.target == pb::DiscardMode::DiscardAll as i32,
+        Some(N::VariableSetStmt(v)) => {
+            VariableSetKind::try_from(v.kind) == Ok(VariableSetKind::VarResetAll)
+        }
+        _ => false,
+    }
 }
 
 /// Whether reads must run without the read-only guard because they lock rows: every
