@@ -693,9 +693,7 @@ impl GuardSession {
         approval.covers(&canonical).map_err(|e| e.to_string())?;
         Ok(approval)
     }
-}
 
-impl GuardSession {
     /// `DISCARD ALL` / `RESET ALL` on its own: it runs, and the guard's settings are set
     /// again right behind it, before anything else of the client's can run; a held
     /// approval is forgotten with the rest of the session's state. Through the extended

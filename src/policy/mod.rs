@@ -180,30 +180,17 @@ pub(crate) fn judge_analyzed(
             targets,
         });
     }
-    // A write is recorded by wrapping it in statements of pgbelay's own, which a Query that
-    // holds other statements leaves no room for.
-    if refusal.is_none()
-        && judged.len() > 1
-        && judged
+    // Statements pgbelay surrounds with its own must stand alone in their Query: a write
+    // (wrapped in its recording), a session reset (the guard's settings set right after).
+    if refusal.is_none() && judged.len() > 1 {
+        refusal = judged
             .iter()
-            .any(|j| matches!(j.class, StatementClass::Write(..)))
-    {
-        refusal = Some(Refusal::statement(
-            IrreversibleKind::Unrecordable(class::Unrecordable::MultiStatement),
-            sql,
-        ));
-    }
-    // A session reset needs the guard's settings set again right after it.
-    if refusal.is_none()
-        && judged.len() > 1
-        && judged
-            .iter()
-            .any(|j| j.class == StatementClass::ResetSession)
-    {
-        refusal = Some(Refusal::statement(
-            IrreversibleKind::Unrecordable(class::Unrecordable::SessionReset),
-            sql,
-        ));
+            .find_map(|j| match j.class {
+                StatementClass::Write(..) => Some(class::Unrecordable::MultiStatement),
+                StatementClass::ResetSession => Some(class::Unrecordable::SessionReset),
+                _ => None,
+            })
+            .map(|why| Refusal::statement(IrreversibleKind::Unrecordable(why), sql));
     }
     match refusal {
         Some(r) => refuse(r, judged),
