@@ -282,10 +282,10 @@ async fn sjis_sessions_are_refused_with_a_clear_error() {
     assert!(stderr.contains("pgbelay:"), "{stderr}");
 }
 
-/// The value of `SHOW default_transaction_read_only` on `client`.
-async fn read_only_default(client: &tokio_postgres::Client) -> String {
+/// The value of setting `name` on `client` (`SHOW`, sent as a simple query).
+async fn setting(client: &tokio_postgres::Client, name: &str) -> String {
     let messages = client
-        .simple_query("SHOW default_transaction_read_only")
+        .simple_query(&format!("SHOW {name}"))
         .await
         .expect("show");
     messages
@@ -327,13 +327,17 @@ async fn a_session_reset_runs_and_the_guard_is_set_again() {
             ),
             "{reset}: {messages:?}"
         );
-        assert_eq!(read_only_default(&client).await, "on", "after {reset}");
+        assert_eq!(
+            setting(&client, "default_transaction_read_only").await,
+            "on",
+            "after {reset}"
+        );
         let hidden = client
             .simple_query(&format!("SELECT {table}_w()"))
             .await
             .expect_err("a read that writes");
         assert_eq!(
-            hidden.code().map(|c| c.code()),
+            sqlstate(&hidden).as_deref(),
             Some("25006"),
             "after {reset}: {hidden:?}"
         );
@@ -341,7 +345,10 @@ async fn a_session_reset_runs_and_the_guard_is_set_again() {
     // Inside a transaction block: set again in it.
     client.batch_execute("BEGIN").await.expect("begin");
     client.simple_query("RESET ALL").await.expect("reset all");
-    assert_eq!(read_only_default(&client).await, "on");
+    assert_eq!(
+        setting(&client, "default_transaction_read_only").await,
+        "on"
+    );
     client.batch_execute("ROLLBACK").await.expect("rollback");
     // A harmless setting, so that a refused reset would show.
     client
@@ -358,20 +365,14 @@ async fn a_session_reset_runs_and_the_guard_is_set_again() {
         .await
         .expect_err("extended protocol");
     assert!(is_pgbelay_refusal(&extended), "{extended:?}");
-    let name = client
-        .simple_query("SHOW application_name")
-        .await
-        .expect("show");
-    assert!(
-        name.iter()
-            .any(|m| matches!(m, SimpleQueryMessage::Row(r) if r.get(0) == Some("kept"))),
-        "a refused reset reset something: {name:?}"
+    assert_eq!(
+        setting(&client, "application_name").await,
+        "kept",
+        "a refused reset reset something"
     );
     let admin = connect_super(direct(), &db).await;
-    let written: i64 = admin
-        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-        .await
-        .expect("count")
-        .get(0);
-    assert_eq!(written, 0);
+    assert_eq!(
+        count(&admin, &format!("SELECT count(*) FROM {table}")).await,
+        0
+    );
 }
