@@ -753,6 +753,14 @@ async fn statements_later_in_a_read_write_batch_are_refused() {
         errors[0].contains("middle of an extended-protocol batch"),
         "{errors:?}"
     );
+    // The refused Parse never reached the server: a Bind of it in the next batch is
+    // refused by pgbelay, not sent on to whatever the server has under that name.
+    let errors = synced(&mut conn, named_step("", None, &[])).await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("a statement pgbelay did not see prepared"),
+        "{errors:?}"
+    );
     // A recorded write inside the client's transaction.
     batch(&mut conn, &["BEGIN"]).await;
     let errors = batch(
@@ -884,6 +892,64 @@ async fn a_named_write_parsed_and_bound_in_one_batch_is_recorded() {
         count(&admin, "SELECT count(*) FROM pgbelay.changes").await,
         3
     );
+}
+
+/// SQL `PREPARE` and a protocol Parse share one namespace: a statement prepared in SQL and
+/// bound through the protocol runs as guarded as when it is executed in SQL (a read in
+/// the read-only savepoint, a locking read checked), and a Bind of a statement pgbelay
+/// did not see prepared, or saw dropped (`DEALLOCATE ALL`, `DISCARD ALL`), is refused.
+#[tokio::test]
+async fn statements_prepared_in_sql_are_bound_as_guarded_and_unknown_ones_refused() {
+    let proxy = guarded(1000).await;
+    let (db, admin) = shop().await;
+    admin
+        .batch_execute(&format!(
+            "GRANT ALL ON orders, side_effects TO {TRUST_USER}"
+        ))
+        .await
+        .expect("grants");
+    let (mut conn, _) = RawConn::startup(&proxy.addr().to_string(), &db, "bind").await;
+    let simple = async |conn: &mut RawConn, sql: &str| {
+        conn.send(&query_message(sql)).await;
+        let answer = conn.read_until(b'Z').await.expect("answered");
+        assert!(!answer.iter().any(|m| m.tag == b'E'), "{sql}: {answer:?}");
+    };
+    simple(&mut conn, "PREPARE hidden AS SELECT sneaky()").await;
+    simple(
+        &mut conn,
+        "PREPARE locking AS SELECT id FROM orders WHERE id = 1 FOR UPDATE",
+    )
+    .await;
+
+    simple(&mut conn, "BEGIN").await;
+    let errors = synced(&mut conn, named_step("hidden", None, &[])).await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("read-only transaction"), "{errors:?}");
+    simple(&mut conn, "ROLLBACK").await;
+    assert_eq!(count(&admin, "SELECT count(*) FROM side_effects").await, 0);
+
+    simple(&mut conn, "BEGIN").await;
+    let errors = synced(&mut conn, named_step("locking", None, &[])).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    let err = admin
+        .batch_execute("SELECT id FROM orders WHERE id = 1 FOR UPDATE NOWAIT")
+        .await
+        .expect_err("row locked by the bound statement");
+    assert_eq!(sqlstate(&err).as_deref(), Some("55P03"), "{}", show(&err));
+    simple(&mut conn, "COMMIT").await;
+
+    let unknown = |errors: &[String]| {
+        errors.len() == 1 && errors[0].contains("a statement pgbelay did not see prepared")
+    };
+    let errors = synced(&mut conn, named_step("nosuch", None, &[])).await;
+    assert!(unknown(&errors), "{errors:?}");
+    simple(&mut conn, "DEALLOCATE ALL").await;
+    let errors = synced(&mut conn, named_step("locking", None, &[])).await;
+    assert!(unknown(&errors), "{errors:?}");
+    simple(&mut conn, "PREPARE again AS SELECT 1").await;
+    simple(&mut conn, "DISCARD ALL").await;
+    let errors = synced(&mut conn, named_step("again", None, &[])).await;
+    assert!(unknown(&errors), "{errors:?}");
 }
 
 /// A database made from template0: no audit schema.

@@ -9,7 +9,7 @@ use super::{Context, Prepared, functions, settings};
 /// stand when this statement runs.
 pub(crate) fn classify(s: &Statement, ctx: &Context<'_>, prepared: &Prepared) -> C {
     // It changes every setting, the guard's too; the guard sets them again after it.
-    if s.resets_session {
+    if s.resets_session.is_some() {
         return C::ResetSession;
     }
     if let Some(refused) = guarded(s, ctx) {

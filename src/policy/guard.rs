@@ -18,8 +18,8 @@ use crate::approval::{Approval, Secret, token_in_comments};
 use crate::config::Settings;
 use crate::session::{Decision, Hooks, Plan, Position, SessionHooks, SessionInfo};
 use crate::sql::{
-    Dialect, Kind, ParseError, SettingName, SettingValue, Statement, analyze, canonical,
-    numeric_masked_key,
+    Dialect, Kind, ParseError, QualifiedName, SessionReset, SettingName, SettingValue, Statement,
+    TransactionStart, analyze, canonical, locks_rows, numeric_masked_key,
 };
 use crate::wire::TxStatus;
 
@@ -29,7 +29,6 @@ use super::refusal::Refusal;
 use super::{
     Context, Judgement, Prepared, PreparedChange, StatementClass, Verdict, judge_analyzed,
 };
-use crate::sql::{QualifiedName, TransactionStart, locks_rows};
 
 /// Statements longer than this (bytes) are parsed every time instead of cached.
 pub const MAX_CACHED_LEN: usize = 64 * 1024;
@@ -393,25 +392,33 @@ impl GuardSession {
             }
         }
         tracing::debug!(?verdict);
-        if let [one] = judgement.statements.as_slice()
+        if let (Ok([analyzed]), [one]) = (
+            analysis.as_ref().as_ref().map(Vec::as_slice),
+            judgement.statements.as_slice(),
+        ) && let Some(reset) = analyzed.resets_session
             && one.class == StatementClass::ResetSession
         {
-            return self.reset_session(at, parse_name, sql);
+            return self.reset_session(reset, at, parse_name, sql);
         }
         for change in judgement.prepared {
             match change {
                 PreparedChange::Add(name, class, locks) => {
+                    // Reachable by a protocol Bind too (one namespace).
+                    let what = match (&class, locks) {
+                        (StatementClass::Read, false) => Extended::Read,
+                        (StatementClass::Read, true) => Extended::LockingRead,
+                        _ => Extended::Other,
+                    };
                     self.note_locking(&name, locks);
+                    self.extended.insert(name.clone(), what);
                     self.prepared.insert(name, class);
                 }
                 PreparedChange::Remove(name) => {
                     self.locking_prepared.remove(&name);
+                    self.extended.remove(&name);
                     self.prepared.remove(&name);
                 }
-                PreparedChange::Clear => {
-                    self.locking_prepared.clear();
-                    self.prepared.clear();
-                }
+                PreparedChange::Clear => self.forget_prepared(),
             }
         }
         // A named Parse is reachable by SQL `EXECUTE name` too.
@@ -504,7 +511,12 @@ impl GuardSession {
             };
             self.remember_parse(name, what, at);
             if !at.batch_start {
-                return self.mid_batch(at, || sql.to_owned());
+                let decision = self.mid_batch(at, || sql.to_owned());
+                if matches!(decision, Decision::Refuse(_)) {
+                    // The server never gets it: its Binds must not find it.
+                    self.extended.remove(name);
+                }
+                return decision;
             }
         }
         if let Some(read_write) = begin_read_write {
@@ -597,6 +609,14 @@ impl GuardSession {
         } else {
             self.locking_prepared.remove(name);
         }
+    }
+
+    /// `DEALLOCATE ALL` (also inside `DISCARD ALL`) drops every named prepared
+    /// statement, SQL and protocol-level; the unnamed one is not among them.
+    fn forget_prepared(&mut self) {
+        self.locking_prepared.clear();
+        self.prepared.clear();
+        self.extended.retain(|name, _| name.is_empty());
     }
 
     fn remember_parse(&mut self, name: &str, what: Extended, at: Position) {
@@ -699,7 +719,13 @@ impl GuardSession {
     /// approval is forgotten with the rest of the session's state. Through the extended
     /// protocol the reset would happen at an Execute, possibly in a later batch than the
     /// one the settings could follow, so it is refused there.
-    fn reset_session(&mut self, at: Position, parse_name: Option<&str>, sql: &str) -> Decision {
+    fn reset_session(
+        &mut self,
+        reset: SessionReset,
+        at: Position,
+        parse_name: Option<&str>,
+        sql: &str,
+    ) -> Decision {
         if parse_name.is_some() {
             return refuse(Refusal::statement(
                 IrreversibleKind::Unrecordable(Unrecordable::SessionReset),
@@ -710,6 +736,9 @@ impl GuardSession {
             return Decision::Wait;
         }
         self.pending_approval = None;
+        if reset == SessionReset::DiscardAll {
+            self.forget_prepared();
+        }
         Decision::Rewrite(Plan {
             after: self.guard.recorder.session_start(),
             ..Plan::default()
@@ -733,6 +762,12 @@ impl SessionHooks for GuardSession {
         }
         let wrapped_here = self.batch_wrapped.as_deref() == Some(statement);
         match self.extended.get(statement) {
+            // Not prepared through pgbelay (or forgotten since): nothing says how it must
+            // run, so it does not (fail closed; the server would not know it either).
+            None => refuse(Refusal::statement(
+                IrreversibleKind::UnknownPrepared(statement.to_string()),
+                &execute_of(statement),
+            )),
             Some(Extended::Write(write)) => {
                 if wrapped_here {
                     return Decision::Forward;
@@ -755,7 +790,7 @@ impl SessionHooks for GuardSession {
                 self.batch_mode = BatchMode::ReadWrite;
                 Decision::Rewrite(plan)
             }
-            Some(_) | None if !wrapped_here && !at.batch_start => {
+            Some(_) if !wrapped_here && !at.batch_start => {
                 self.mid_batch(at, || execute_of(statement))
             }
             Some(
@@ -899,6 +934,29 @@ mod test {
             Decision::Refuse(_)
         ));
         assert_eq!(s.on_query(&info(), at(), "execute p(2)"), Decision::Forward);
+    }
+
+    #[test]
+    fn discard_all_forgets_prepared_statements_and_reset_all_keeps_them() {
+        let guard = Guard::new(&Settings::default());
+        let mut s = guard.session(&info());
+        s.on_query(&info(), at(), "prepare p as select $1::int");
+        s.on_parse(&info(), at(), "q", "select 1");
+        assert!(matches!(
+            s.on_query(&info(), at(), "reset all"),
+            Decision::Rewrite(_)
+        ));
+        assert_eq!(s.on_query(&info(), at(), "execute q"), Decision::Forward);
+        assert_eq!(s.on_bind(&info(), at(), "p"), Decision::Forward);
+        assert!(matches!(
+            s.on_query(&info(), at(), "discard all"),
+            Decision::Rewrite(_)
+        ));
+        assert!(matches!(
+            s.on_query(&info(), at(), "execute q"),
+            Decision::Refuse(_)
+        ));
+        assert!(matches!(s.on_bind(&info(), at(), "p"), Decision::Refuse(_)));
     }
 
     #[test]

@@ -65,7 +65,7 @@ impl Refusal {
             ),
             K::UnknownPrepared(name) => (
                 format!("EXECUTE of \"{name}\", a statement pgbelay did not see prepared"),
-                "PREPARE it through pgbelay in this session first".into(),
+                "Prepare it (PREPARE, or a protocol Parse) through pgbelay in this session first".into(),
             ),
             K::Merge => ("MERGE is not yet recorded".into(), approve),
             K::DestructiveFunction(f) => {

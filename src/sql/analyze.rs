@@ -198,7 +198,16 @@ pub struct Statement {
     pub transaction_start: Option<super::TransactionStart>,
     /// `DISCARD ALL` or `RESET ALL` itself (not the `RESET ALL` of an ALTER ROLE /
     /// DATABASE): it puts every session setting back to its default, the guard's too.
-    pub resets_session: bool,
+    pub resets_session: Option<SessionReset>,
+}
+
+/// A statement that puts the session's settings back to their defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionReset {
+    /// `DISCARD ALL`: also drops every prepared statement (SQL and protocol-level named).
+    DiscardAll,
+    /// `RESET ALL`: the settings only.
+    ResetAll,
 }
 
 /// Parses `sql` and analyses each of its statements.
@@ -234,13 +243,17 @@ fn statement(text: &str, tree: &Node) -> Statement {
 }
 
 /// `DISCARD ALL` or `RESET ALL` at the top of a statement.
-fn resets_session(tree: &Node) -> bool {
+fn resets_session(tree: &Node) -> Option<SessionReset> {
     match &tree.node {
-        Some(N::DiscardStmt(d)) => d.target == pb::DiscardMode::DiscardAll as i32,
-        Some(N::VariableSetStmt(v)) => {
-            VariableSetKind::try_from(v.kind) == Ok(VariableSetKind::VarResetAll)
+        Some(N::DiscardStmt(d)) if d.target == pb::DiscardMode::DiscardAll as i32 => {
+            Some(SessionReset::DiscardAll)
         }
-        _ => false,
+        Some(N::VariableSetStmt(v))
+            if VariableSetKind::try_from(v.kind) == Ok(VariableSetKind::VarResetAll) =>
+        {
+            Some(SessionReset::ResetAll)
+        }
+        _ => None,
     }
 }
 

@@ -15,8 +15,8 @@ mod parse;
 mod walk;
 
 pub use analyze::{
-    AlterAction, Kind, QualifiedName, SettingChange, SettingName, SettingValue, Statement, Write,
-    WriteKind, analyze, ddl_user_code, locks_rows,
+    AlterAction, Kind, QualifiedName, SessionReset, SettingChange, SettingName, SettingValue,
+    Statement, Write, WriteKind, analyze, ddl_user_code, locks_rows,
 };
 pub use canonical::{
     CanonicalError, DropTables, TruncateTables, canonical, comments, drop_tables, truncate_tables,
