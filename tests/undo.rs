@@ -611,6 +611,43 @@ async fn conflicts_are_listed_and_force_goes_ahead() {
     );
 }
 
+/// Undoing an INSERT deletes the row; rows added since in a table that references it
+/// would go with it (ON DELETE CASCADE) though the change never made them, so they are a
+/// conflict, listed, and nothing is deleted.
+#[tokio::test]
+async fn rows_referencing_an_inserted_row_are_a_conflict() {
+    let proxy = TestProxy::start().await;
+    let (_db, through, admin) = shop(&proxy).await;
+    through
+        .batch_execute("INSERT INTO orders VALUES (6, 'new', 60)")
+        .await
+        .expect("insert");
+    let id = last_change(&admin).await;
+    admin
+        .batch_execute("INSERT INTO items VALUES (7, 6, 'a'), (8, 6, 'b')")
+        .await
+        .expect("children added later");
+    let err = undo(&admin, id).await.expect_err("conflict");
+    let UndoError::Conflicts(report) = err else {
+        panic!("expected conflicts, got {err:?}");
+    };
+    let listed: Vec<String> = report.conflicts.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        listed,
+        vec![
+            "public.orders (id=6): referenced by 2 row(s) of public.items (ON DELETE CASCADE would delete them)"
+        ]
+    );
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM items WHERE order_id = 6").await,
+        2
+    );
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM orders WHERE id = 6").await,
+        1
+    );
+}
+
 #[tokio::test]
 async fn dry_run_changes_nothing() {
     let proxy = TestProxy::start().await;

@@ -107,6 +107,16 @@ pub enum ConflictReason {
     Gone,
     /// A row with the key of a removed row exists again.
     Exists,
+    /// Rows of another table reference the row the undo would delete (rows added there
+    /// since): the foreign key's ON DELETE action would reach them.
+    Referenced {
+        /// `schema.table` of the referencing rows.
+        by: String,
+        /// How many reference it.
+        rows: i64,
+        /// The foreign key's ON DELETE action (`CASCADE`, `SET NULL`, …).
+        on_delete: String,
+    },
 }
 
 /// A row changed since the change.
@@ -137,6 +147,22 @@ impl std::fmt::Display for Conflict {
             }
             ConflictReason::Gone => f.write_str("row is gone"),
             ConflictReason::Exists => f.write_str("a row with this key exists again"),
+            ConflictReason::Referenced {
+                by,
+                rows,
+                on_delete,
+            } => {
+                let effect = match on_delete.as_str() {
+                    "CASCADE" => "delete them",
+                    "SET NULL" => "set their reference to NULL",
+                    "SET DEFAULT" => "set their reference to its default",
+                    _ => "make the undo fail",
+                };
+                write!(
+                    f,
+                    "referenced by {rows} row(s) of {by} (ON DELETE {on_delete} would {effect})"
+                )
+            }
         }
     }
 }
@@ -610,6 +636,7 @@ async fn plan_images(
         });
     };
     if added > 0 {
+        referencing_rows(client, x, images, &has_before_pair("a"), report).await?;
         push(
             Action::Delete,
             added,
@@ -677,6 +704,81 @@ async fn plan_images(
                 images.key_eq("t", "b")
             ),
         );
+    }
+    Ok(())
+}
+
+/// Adds to `report` the rows the undo of change `x` would delete (those it added, now in
+/// the table) that rows of other tables reference: a DELETE would reach them through
+/// the foreign key (a cascade would delete rows the change never made). `unpaired` says
+/// that an after-image `a` has no before-image (the row was added, not changed).
+async fn referencing_rows(
+    client: &Client,
+    x: i64,
+    images: &Images,
+    unpaired: &str,
+    report: &mut UndoReport,
+) -> Result<(), UndoError> {
+    let keys = client
+        .query(
+            "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(r.relname), \
+                    n.nspname || '.' || r.relname, \
+                    ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(c.conkey) WITH ORDINALITY k(n, i) \
+                            JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i), \
+                    ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(c.confkey) WITH ORDINALITY k(n, i) \
+                            JOIN pg_catalog.pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.i), \
+                    CASE c.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL' \
+                         WHEN 'd' THEN 'SET DEFAULT' WHEN 'r' THEN 'RESTRICT' ELSE 'NO ACTION' END \
+               FROM pg_catalog.pg_constraint c \
+               JOIN pg_catalog.pg_class r ON r.oid = c.conrelid \
+               JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace \
+              WHERE c.contype = 'f' AND c.confrelid = $1 \
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint p \
+                                 WHERE p.oid = c.conparentid AND p.confrelid = c.confrelid) \
+              ORDER BY 2, c.conname",
+            &[&images.relid],
+        )
+        .await
+        .map_err(pg("read the foreign keys"))?;
+    let t = images.table_sql();
+    for fk in keys {
+        let child: String = fk.try_get(0).map_err(pg("read the foreign keys"))?;
+        let by: String = fk.try_get(1).map_err(pg("read the foreign keys"))?;
+        let columns: Vec<String> = fk.try_get(2).map_err(pg("read the foreign keys"))?;
+        let referenced: Vec<String> = fk.try_get(3).map_err(pg("read the foreign keys"))?;
+        let on_delete: String = fk.try_get(4).map_err(pg("read the foreign keys"))?;
+        let join = columns
+            .iter()
+            .zip(&referenced)
+            .map(|(c, p)| format!("c.{} = t.{}", quote_ident(c), quote_ident(p)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let sql = format!(
+            "SELECT {}, pg_catalog.count(*) FROM {} a JOIN {t} t ON {} JOIN {child} c ON {join} \
+              WHERE a.pgbelay_change_id = {x} AND a.pgbelay_image = 'after' AND NOT {unpaired} \
+              GROUP BY 1 ORDER BY 1",
+            images.key_text("a"),
+            images.shadow,
+            images.key_eq("t", "a"),
+        );
+        for r in client
+            .query(&sql, &[])
+            .await
+            .map_err(pg("find referencing rows"))?
+        {
+            let values: Vec<Option<String>> = r.try_get(0).map_err(pg("find referencing rows"))?;
+            let rows: i64 = r.try_get(1).map_err(pg("find referencing rows"))?;
+            report.conflicts.push(Conflict {
+                change_id: x,
+                table: images.table_label(),
+                key: images.key.iter().cloned().zip(values).collect(),
+                reason: ConflictReason::Referenced {
+                    by: by.clone(),
+                    rows,
+                    on_delete: on_delete.clone(),
+                },
+            });
+        }
     }
     Ok(())
 }
