@@ -1,4 +1,5 @@
-//! Built-in and extension functions that destroy data or state, in one place.
+//! Built-in and extension functions that destroy data or state, or run SQL text the guard
+//! cannot read (as a DO block would), in one place.
 //!
 //! Matched by function name in any schema: `pg_catalog.lo_unlink` and `lo_unlink` are the
 //! same function to the server, and extension functions live wherever the extension was
@@ -79,6 +80,25 @@ pub const DESTRUCTIVE: &[(&str, &str)] = &[
     (
         "dblink_send_query",
         "runs SQL on another connection, out of pgbelay's sight",
+    ),
+    (
+        "dblink_open",
+        "runs SQL on another connection, out of pgbelay's sight",
+    ),
+    (
+        "dblink_fetch",
+        "runs SQL on another connection, out of pgbelay's sight",
+    ),
+    ("query_to_xml", "runs SQL text pgbelay cannot read"),
+    ("query_to_xmlschema", "runs SQL text pgbelay cannot read"),
+    (
+        "query_to_xml_and_xmlschema",
+        "runs SQL text pgbelay cannot read",
+    ),
+    ("ts_stat", "runs SQL text pgbelay cannot read"),
+    (
+        "ts_rewrite",
+        "runs SQL text pgbelay cannot read (its two-argument form)",
     ),
 ];
 
