@@ -128,6 +128,21 @@ async fn oversized_frame_after_startup_gets_fatal_and_close() {
     assert_eq!(select_one(&other).await, 1);
 }
 
+/// A Flush with nothing to flush gets no answer, and the session goes on, as directly
+/// (it once opened a batch that waited for a ReadyForQuery forever).
+#[tokio::test]
+async fn a_flush_at_an_idle_point_changes_nothing() {
+    let proxy = TestProxy::start().await;
+    for addr in [direct().addr(), proxy.addr().to_string()] {
+        let (mut conn, _) = RawConn::startup(&addr, "postgres", "flush").await;
+        conn.send(&frame(b'H', &[])).await;
+        conn.send(&query_message("SELECT 41 + 1")).await;
+        let got = conn.read_until(b'Z').await.expect("query after Flush");
+        let tags: Vec<char> = got.iter().map(|m| char::from(m.tag)).collect();
+        assert_eq!(tags, ['T', 'D', 'C', 'Z'], "{addr}: {got:?}");
+    }
+}
+
 #[tokio::test]
 async fn function_call_is_refused_and_the_session_goes_on() {
     let proxy = TestProxy::start().await;

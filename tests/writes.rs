@@ -299,6 +299,195 @@ async fn reads_cannot_write_in_autocommit_or_in_a_transaction() {
     );
 }
 
+/// Where a transaction starts or ends inside one Query, pgbelay cannot put its guard
+/// between the statements: transaction control sharing a Query with other statements is
+/// refused, and so is `DECLARE … WITH HOLD`, whose query runs again at COMMIT,
+/// read-write; a cursor without it works inside a transaction.
+#[tokio::test]
+async fn transaction_control_cannot_carry_reads_past_the_guard() {
+    let proxy = guarded(1000).await;
+    let (db, admin) = shop().await;
+    let client = connect_super(proxy.endpoint(), &db).await;
+    let unguardable =
+        |err: &tokio_postgres::Error| show(err).contains("statement class: unguardable statement");
+    for sql in [
+        "BEGIN READ WRITE; SELECT sneaky(); COMMIT",
+        "SELECT 1; BEGIN; SELECT 2",
+        "DECLARE c CURSOR WITH HOLD FOR SELECT sneaky() FROM generate_series(1, 3)",
+    ] {
+        let err = client.batch_execute(sql).await.expect_err(sql);
+        assert!(unguardable(&err), "{sql}: {}", show(&err));
+    }
+    client.batch_execute("BEGIN").await.expect("begin");
+    for sql in [
+        "SAVEPOINT a; SELECT sneaky()",
+        "SELECT sneaky(); COMMIT",
+        "DECLARE c CURSOR WITH HOLD FOR SELECT sneaky() FROM generate_series(1, 3)",
+    ] {
+        let err = client.batch_execute(sql).await.expect_err(sql);
+        assert!(unguardable(&err), "{sql}: {}", show(&err));
+    }
+    client.batch_execute("ROLLBACK").await.expect("rollback");
+    client.batch_execute("BEGIN").await.expect("begin");
+    client
+        .batch_execute("DECLARE d CURSOR FOR SELECT id FROM orders")
+        .await
+        .expect("cursor");
+    let fetched = client
+        .simple_query("FETCH ALL FROM d")
+        .await
+        .expect("fetch");
+    let rows = fetched
+        .iter()
+        .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+        .count();
+    assert_eq!(rows, 10);
+    client.batch_execute("COMMIT").await.expect("commit");
+    assert_eq!(count(&admin, "SELECT count(*) FROM side_effects").await, 0);
+}
+
+/// A read that turns the read-only default off through a function (`set_config` in it,
+/// which pgbelay cannot see) is followed by pgbelay setting it on again before the
+/// client's next statement: reads after it still cannot write (issue 4: watch
+/// ParameterStatus for anything that flips the guard).
+#[tokio::test]
+async fn a_function_turning_the_read_only_default_off_is_undone() {
+    let proxy = guarded(1000).await;
+    let (db, admin) = shop().await;
+    admin
+        .batch_execute(
+            "CREATE FUNCTION flip() RETURNS text LANGUAGE sql VOLATILE
+                 AS $$ SELECT set_config('default_transaction_read_only', 'off', false) $$",
+        )
+        .await
+        .expect("flip()");
+    let client = connect_super(proxy.endpoint(), &db).await;
+    let read_only = async |client: &Client| {
+        let shown = client
+            .simple_query("SHOW default_transaction_read_only")
+            .await
+            .expect("show");
+        let err = client
+            .query_one("SELECT sneaky()", &[])
+            .await
+            .expect_err("read-only again");
+        assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+        shown.iter().any(
+            |m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("on")),
+        )
+    };
+    client.simple_query("SELECT flip()").await.expect("simple");
+    assert!(read_only(&client).await);
+    client.query("SELECT flip()", &[]).await.expect("extended");
+    assert!(read_only(&client).await);
+    client.batch_execute("BEGIN").await.expect("begin");
+    client
+        .query("SELECT flip()", &[])
+        .await
+        .expect("in a transaction");
+    client.batch_execute("COMMIT").await.expect("commit");
+    assert!(read_only(&client).await);
+    assert_eq!(count(&admin, "SELECT count(*) FROM side_effects").await, 0);
+}
+
+/// pgjdbc with autocommit off sends BEGIN and the transaction's first statement in one
+/// batch, where nothing can be put in front of the statement: reads there are checked for
+/// hidden writes after the batch; transaction control later in a batch is refused (it
+/// could commit before a check or release the read-only savepoint).
+#[tokio::test]
+async fn reads_behind_a_begin_in_one_batch_are_checked() {
+    let proxy = guarded(1000).await;
+    let (db, admin) = shop().await;
+    admin
+        .batch_execute(&format!(
+            "GRANT ALL ON orders, side_effects TO {TRUST_USER}"
+        ))
+        .await
+        .expect("grants");
+    let (mut conn, _) = RawConn::startup(&proxy.addr().to_string(), &db, "jdbc").await;
+    let errors = batch(&mut conn, &["BEGIN", "SELECT sneaky()"]).await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("wrote to the database"), "{errors:?}");
+    batch(&mut conn, &["ROLLBACK"]).await;
+    assert_eq!(count(&admin, "SELECT count(*) FROM side_effects").await, 0);
+
+    let errors = batch(&mut conn, &["BEGIN", "SELECT id FROM orders WHERE id = 1"]).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    let errors = batch(&mut conn, &["UPDATE orders SET total = 5 WHERE id = 1"]).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    let errors = batch(&mut conn, &["COMMIT"]).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM orders WHERE total = 5").await,
+        1
+    );
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM pgbelay.changes").await,
+        1
+    );
+
+    // A locking read is checked after its batch; a COMMIT there would come first.
+    batch(&mut conn, &["BEGIN"]).await;
+    let errors = batch(
+        &mut conn,
+        &["SELECT id FROM orders WHERE id = 2 FOR UPDATE", "COMMIT"],
+    )
+    .await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("middle of an extended-protocol batch"),
+        "{errors:?}"
+    );
+    batch(&mut conn, &["ROLLBACK"]).await;
+    for later in [
+        "CREATE TABLE t2 (id int)",
+        "SELECT id FROM orders WHERE id = 3 FOR UPDATE",
+    ] {
+        let errors = batch(&mut conn, &["BEGIN", later]).await;
+        assert_eq!(errors.len(), 1, "{later}: {errors:?}");
+        assert!(
+            errors[0].contains("middle of an extended-protocol batch"),
+            "{later}: {errors:?}"
+        );
+        batch(&mut conn, &["ROLLBACK"]).await;
+    }
+}
+
+/// tokio-postgres' portals (`Transaction::bind`, `query_portal`) run a query a few rows
+/// at a time, each in a batch of its own: a resumed portal runs read-only too, so a
+/// function its later rows call cannot write.
+#[tokio::test]
+async fn a_portal_run_on_in_a_later_batch_stays_read_only() {
+    let proxy = guarded(1000).await;
+    let (db, admin) = shop().await;
+    let mut client = connect_super(proxy.endpoint(), &db).await;
+    let tx = client.transaction().await.expect("begin");
+    let plain = tx
+        .bind("SELECT id FROM orders ORDER BY id", &[])
+        .await
+        .expect("bind");
+    assert_eq!(
+        tx.query_portal(&plain, 4).await.expect("first rows").len(),
+        4
+    );
+    assert_eq!(tx.query_portal(&plain, 0).await.expect("the rest").len(), 6);
+    let sneaky = tx
+        .bind(
+            "SELECT CASE WHEN g > 1 THEN sneaky() END FROM generate_series(1, 3) g",
+            &[],
+        )
+        .await
+        .expect("bind");
+    assert_eq!(tx.query_portal(&sneaky, 1).await.expect("row 1").len(), 1);
+    let err = tx
+        .query_portal(&sneaky, 0)
+        .await
+        .expect_err("later rows write");
+    assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+    tx.rollback().await.expect("rollback");
+    assert_eq!(count(&admin, "SELECT count(*) FROM side_effects").await, 0);
+}
+
 /// Through psql-style Queries: the change row records the statement that ran (a trailing
 /// comment included; the soft-delete UPDATE for a DELETE), an error in an autocommit write
 /// leaves nothing and the session idle, and a read of several statements in a transaction

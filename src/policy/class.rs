@@ -120,6 +120,9 @@ impl IrreversibleKind {
             Self::Unsupported(_) => "unsupported statement",
             Self::Unparseable => "unparseable",
             Self::Unrecordable(Unrecordable::SessionReset) => "unguardable session reset",
+            Self::Unrecordable(
+                Unrecordable::TransactionControlMixed | Unrecordable::HoldCursor,
+            ) => "unguardable statement",
             Self::Unrecordable(_) => "unrecordable write",
             Self::InvalidApproval(_) => "approval",
         }
@@ -182,6 +185,11 @@ pub enum Unrecordable {
     /// `DISCARD ALL` / `RESET ALL` with other statements in one Query, or through the
     /// extended protocol: the guard's settings could not be set again right after it.
     SessionReset,
+    /// Transaction control sharing a Query with other statements: those after a BEGIN
+    /// or SAVEPOINT, or before a COMMIT, would run read-write unguarded.
+    TransactionControlMixed,
+    /// `DECLARE … WITH HOLD`: its query runs again at `COMMIT`, read-write.
+    HoldCursor,
 }
 
 /// A lower-case verb for a write kind, for messages.

@@ -15,6 +15,10 @@ pub(crate) fn classify(s: &Statement, ctx: &Context<'_>, prepared: &Prepared) ->
     if let Some(refused) = guarded(s, ctx) {
         return C::Irreversible(refused);
     }
+    // Its query runs again at COMMIT, read-write, to keep the rows past the transaction.
+    if s.holds_cursor {
+        return C::Irreversible(I::Unrecordable(super::class::Unrecordable::HoldCursor));
+    }
     let first_write = s.writes.first().map(|w| w.kind);
     let class = match (&s.kind, first_write) {
         (Kind::Write(_), _) => return write(s),

@@ -232,8 +232,42 @@ enum Extended {
     Ddl,
     /// Additive DDL that runs the user's code over rows, with the relations it fills.
     CodeDdl(Vec<QualifiedName>),
-    /// Anything else (DDL, session or transaction control).
+    /// `BEGIN` / `START TRANSACTION` that runs read-write (no access mode, which pgbelay
+    /// runs as `READ WRITE`, or `READ WRITE` itself): what follows it in its batch runs
+    /// read-write.
+    Begin,
+    /// Other transaction control (`COMMIT`, `ROLLBACK`, `SAVEPOINT`, `BEGIN READ ONLY`, …).
+    Transaction,
+    /// Anything else (session control).
     Other,
+}
+
+impl Extended {
+    /// What this statement is when it comes later in a batch.
+    fn later(&self) -> Later {
+        match self {
+            Extended::Read | Extended::Other => Later::Read,
+            Extended::Begin | Extended::Transaction => Later::Transaction,
+            Extended::Write(_) | Extended::LockingRead | Extended::Ddl | Extended::CodeDdl(_) => {
+                Later::ReadWrite
+            }
+        }
+    }
+}
+
+/// A statement later in an extended-protocol batch, where nothing can be put in front of
+/// it, as [`GuardSession::mid_batch`] sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Later {
+    /// Reads (also a resumed portal) and session control: safe where the batch stays
+    /// read-only or is checked after.
+    Read,
+    /// What must run read-write (a write, DDL, a locking read): it needs a batch of its
+    /// own, except where the batch is checked after anyway.
+    ReadWrite,
+    /// Transaction control: it could end or undo what keeps the batch guarded (commit
+    /// before the check, release or roll back the read-only savepoint, begin read-write).
+    Transaction,
 }
 
 /// How a batch runs once pgbelay wrapped its first statement.
@@ -248,6 +282,13 @@ enum BatchMode {
     Checked,
     /// Read-write with nothing after it to check (a recorded write, DDL in autocommit).
     ReadWrite,
+    /// Opened by the client's read-write `BEGIN` in autocommit (pgjdbc sends it in front
+    /// of the transaction's first statement, in one batch): reads later in the batch are
+    /// checked after it to have written nothing at all (the transaction has no
+    /// transaction id yet).
+    Begun,
+    /// `Begun`, with the check already due after the batch.
+    BegunChecked,
 }
 
 /// One client's policy state.
@@ -277,6 +318,17 @@ pub struct GuardSession {
     held_used: bool,
     /// This session's latest analyses.
     recent: RecentAnalyses,
+}
+
+/// How a batch that a read-write `BEGIN` starts runs: checked after, from the start of
+/// its transaction, when that start is certain (from autocommit, nothing in flight);
+/// else what follows in the batch is refused.
+fn begun(at: Position) -> BatchMode {
+    if at.tx_status == TxStatus::Idle && !at.pipelined {
+        BatchMode::Begun
+    } else {
+        BatchMode::ReadWrite
+    }
 }
 
 /// How a refusal at a Bind names the statement.
@@ -458,6 +510,7 @@ impl GuardSession {
             };
             return self.run_recorded(recorded, info, at, parse_name);
         }
+        let analyzed = analysis.as_ref().as_ref().map(Vec::as_slice).unwrap_or(&[]);
         let all_reads =
             !statements.is_empty() && statements.iter().all(|s| s.class == StatementClass::Read);
         // A BEGIN leaving the access mode to the session's default (read-only through
@@ -491,10 +544,7 @@ impl GuardSession {
         // itself left out (from the cached analysis: no second parse). DDL reached through
         // EXECUTE of a prepared statement is not seen here, so it is checked too.
         let code_ddl = all_ddl
-            .then(|| {
-                let analyzed = analysis.as_ref().as_ref().map(Vec::as_slice).unwrap_or(&[]);
-                crate::sql::ddl_user_code(analyzed)
-            })
+            .then(|| crate::sql::ddl_user_code(analyzed))
             .flatten();
         let ddl = all_ddl && code_ddl.is_none();
         if let Some(name) = parse_name {
@@ -506,12 +556,25 @@ impl GuardSession {
                 Extended::Ddl
             } else if let Some(targets) = &code_ddl {
                 Extended::CodeDdl(targets.clone())
+            } else if let [one] = analyzed
+                && one.kind == Kind::TransactionControl
+            {
+                match one.transaction_start {
+                    Some(TransactionStart::Default(_) | TransactionStart::ReadWrite) => {
+                        Extended::Begin
+                    }
+                    _ => Extended::Transaction,
+                }
             } else {
                 Extended::Other
             };
+            let later = what.later();
+            if at.batch_start && matches!(what, Extended::Begin) {
+                self.batch_mode = begun(at);
+            }
             self.remember_parse(name, what, at);
             if !at.batch_start {
-                let decision = self.mid_batch(at, || sql.to_owned());
+                let decision = self.mid_batch(at, later, || sql.to_owned());
                 if matches!(decision, Decision::Refuse(_)) {
                     // The server never gets it: its Binds must not find it.
                     self.extended.remove(name);
@@ -639,13 +702,27 @@ impl GuardSession {
         }
     }
 
-    /// A statement later in a batch: forwarded where the batch is still guarded, else
-    /// refused (`statement` names it, built only then: Binds go through here).
-    fn mid_batch(&self, at: Position, statement: impl FnOnce() -> String) -> Decision {
-        let guarded = match self.batch_mode {
-            BatchMode::ReadOnly | BatchMode::Checked => true,
-            BatchMode::Plain => at.tx_status != TxStatus::InTransaction,
-            BatchMode::ReadWrite => false,
+    /// A statement later in a batch: forwarded where the batch is still guarded (after a
+    /// read-write `BEGIN`, with the check due after the batch), else refused (`statement`
+    /// names it, built only then: Binds go through here). Transaction control is refused
+    /// there in any batch.
+    fn mid_batch(
+        &mut self,
+        at: Position,
+        later: Later,
+        statement: impl FnOnce() -> String,
+    ) -> Decision {
+        let guarded = match (self.batch_mode, later) {
+            (_, Later::Transaction) => false,
+            (BatchMode::ReadOnly | BatchMode::Checked | BatchMode::BegunChecked, _) => {
+                later == Later::Read || self.batch_mode != BatchMode::BegunChecked
+            }
+            (BatchMode::Begun, Later::Read) => {
+                self.batch_mode = BatchMode::BegunChecked;
+                return Decision::Rewrite(self.guard.recorder.checked_since_begin());
+            }
+            (BatchMode::Plain, _) => at.tx_status != TxStatus::InTransaction,
+            (BatchMode::Begun | BatchMode::ReadWrite, _) => false,
         };
         if guarded {
             Decision::Forward
@@ -790,8 +867,13 @@ impl SessionHooks for GuardSession {
                 self.batch_mode = BatchMode::ReadWrite;
                 Decision::Rewrite(plan)
             }
-            Some(_) if !wrapped_here && !at.batch_start => {
-                self.mid_batch(at, || execute_of(statement))
+            Some(what) if !wrapped_here && !at.batch_start => {
+                let later = what.later();
+                self.mid_batch(at, later, || execute_of(statement))
+            }
+            Some(Extended::Begin) if at.batch_start => {
+                self.batch_mode = begun(at);
+                Decision::Forward
             }
             Some(
                 what @ (Extended::Read
@@ -827,8 +909,50 @@ impl SessionHooks for GuardSession {
         }
     }
 
+    /// A portal an earlier batch left suspended, run on: in the client's transaction
+    /// its remaining rows run read-write unless wrapped again, so it runs in the
+    /// read-only savepoint (a resumed write only returns rows it already computed; a
+    /// resumed locking read goes on locking rows there, since PostgreSQL checks the access
+    /// mode when a statement starts). In autocommit no portal outlives its batch.
+    fn on_execute(&mut self, _: &SessionInfo, at: Position, portal: &str) -> Decision {
+        let name = || format!("Execute of portal \"{portal}\"");
+        if !at.batch_start {
+            return self.mid_batch(at, Later::Read, name);
+        }
+        self.batch_wrapped = None;
+        self.batch_mode = BatchMode::Plain;
+        if at.pipelined {
+            return Decision::Wait;
+        }
+        if at.tx_status != TxStatus::InTransaction {
+            return Decision::Forward;
+        }
+        self.batch_mode = BatchMode::ReadOnly;
+        Decision::Rewrite(self.guard.recorder.read_in_transaction())
+    }
+
     fn on_ready(&mut self, _: &SessionInfo) -> Vec<String> {
         self.guard.recorder.session_start()
+    }
+
+    /// A statement of the client's that turned the read-only default off without saying
+    /// so (a function calling `set_config`): it is set again before the client's next
+    /// statement (one the client already pipelined behind it runs first).
+    fn on_setting_reported(
+        &mut self,
+        _: &SessionInfo,
+        name: &str,
+        value: &str,
+        by_client: bool,
+    ) -> Option<Vec<String>> {
+        if name != "default_transaction_read_only" {
+            return None;
+        }
+        match (value, by_client) {
+            ("on", _) => Some(Vec::new()),
+            (_, true) => Some(self.guard.recorder.session_start()),
+            (_, false) => None,
+        }
     }
 }
 

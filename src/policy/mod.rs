@@ -181,15 +181,24 @@ pub(crate) fn judge_analyzed(
         });
     }
     // Statements pgbelay surrounds with its own must stand alone in their Query: a write
-    // (wrapped in its recording), a session reset (the guard's settings set right after).
+    // (wrapped in its recording), a session reset (the guard's settings set right after),
+    // transaction control (the reads around it would run read-write where pgbelay cannot
+    // put its read-only savepoint between them).
     if refusal.is_none() && judged.len() > 1 {
+        let alone = |j: &Judged| match j.class {
+            StatementClass::Write(..) => Some(class::Unrecordable::MultiStatement),
+            StatementClass::ResetSession => Some(class::Unrecordable::SessionReset),
+            _ => None,
+        };
+        let control = |j: &Judged| {
+            (j.class == StatementClass::TransactionControl)
+                .then_some(class::Unrecordable::TransactionControlMixed)
+        };
+        // A write's reason first: `BEGIN; UPDATE …; COMMIT` is refused for the write.
         refusal = judged
             .iter()
-            .find_map(|j| match j.class {
-                StatementClass::Write(..) => Some(class::Unrecordable::MultiStatement),
-                StatementClass::ResetSession => Some(class::Unrecordable::SessionReset),
-                _ => None,
-            })
+            .find_map(alone)
+            .or_else(|| judged.iter().find_map(control))
             .map(|why| Refusal::statement(IrreversibleKind::Unrecordable(why), sql));
     }
     match refusal {

@@ -43,6 +43,15 @@ const READ_SAVEPOINT_RELEASE: &str = "RELEASE SAVEPOINT pgbelay_read";
 /// `oid:changes` of every table the transaction has changed rows of so far.
 const TUPLES_BEFORE: &str = "pgbelay.tuples_before";
 
+/// [`Recorder::checked_since_begin`]'s check.
+const WROTE_SINCE_BEGIN: &str = "DO $pgbelay_check$ BEGIN \
+     IF pg_catalog.pg_current_xact_id_if_assigned() IS NOT NULL THEN \
+     RAISE EXCEPTION USING ERRCODE = '25006', \
+     MESSAGE = 'pgbelay: refused: a statement sent behind BEGIN in the same extended-protocol batch wrote to the database (through a function it called, or a sequence), where pgbelay cannot record it', \
+     DETAIL = 'statement class: hidden write', \
+     HINT = 'The transaction is aborted (ROLLBACK). Send the write as a statement of its own, so that it is recorded.'; \
+     END IF; END $pgbelay_check$";
+
 /// Rows the current transaction inserted, updated or deleted so far in table `c`:
 /// PostgreSQL's own per-transaction statistics, which row locks do not move (and a
 /// TRUNCATE resets, so the check compares with `<>`).
@@ -356,6 +365,21 @@ impl Recorder {
         Plan {
             before: vec![before],
             after: vec![after],
+            ..Plan::default()
+        }
+    }
+
+    /// Reads later in an extended-protocol batch that the client's read-write `BEGIN`
+    /// started from autocommit (pgjdbc sends `BEGIN` and the transaction's first statement
+    /// in one batch): nothing can be put in front of them, so after the batch pgbelay
+    /// checks that the transaction wrote nothing at all. Anything that writes (a table,
+    /// the catalogs, a sequence, a large object, a temporary table) gives the transaction
+    /// an id; a read does not. (The per-table counters of the other checks count since the
+    /// backend last reported its statistics, so they need a baseline taken inside the
+    /// transaction, which nothing could take here.)
+    pub fn checked_since_begin(&self) -> Plan {
+        Plan {
+            after: vec![WROTE_SINCE_BEGIN.to_owned()],
             ..Plan::default()
         }
     }

@@ -125,6 +125,14 @@ impl Refusal {
                         "DISCARD ALL / RESET ALL resets the read-only guard, which pgbelay sets again only after a simple query of its own",
                         "Send it alone as a simple query (psql: a line of its own)",
                     ),
+                    U::TransactionControlMixed => (
+                        "transaction control must be a query of its own: the statements around it would run read-write, where pgbelay cannot keep them read-only",
+                        "Send BEGIN, COMMIT, SAVEPOINT … each as a query of its own (psql: one statement per line, not -c chains)",
+                    ),
+                    U::HoldCursor => (
+                        "DECLARE … WITH HOLD runs its query again at COMMIT, read-write, where pgbelay cannot keep it read-only",
+                        "Declare the cursor without WITH HOLD inside a transaction (BEGIN … FETCH … COMMIT)",
+                    ),
                 };
                 (what.to_string(), hint.to_string())
             }

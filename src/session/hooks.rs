@@ -108,6 +108,29 @@ pub trait SessionHooks: Send {
         Decision::Forward
     }
 
+    /// An Execute of portal `portal` (empty: the unnamed one) that no Bind of its batch
+    /// created: a portal an earlier batch of the transaction left suspended at its row
+    /// limit, run on. Its remaining rows may still call the session's functions.
+    /// `Plan::sql` must be `None`.
+    fn on_execute(&mut self, _info: &SessionInfo, _at: Position, _portal: &str) -> Decision {
+        Decision::Forward
+    }
+
+    /// The server reported a setting's new value (ParameterStatus) at the end of a
+    /// request; `by_client` when the request was the client's own (not one of the
+    /// policy's injected statements). `Some(statements)`: run these as soon as nothing
+    /// is in flight, before anything the client sends later (empty: nothing, or no longer
+    /// anything); `None`: no opinion.
+    fn on_setting_reported(
+        &mut self,
+        _info: &SessionInfo,
+        _name: &str,
+        _value: &str,
+        _by_client: bool,
+    ) -> Option<Vec<String>> {
+        None
+    }
+
     /// Statements to run once authentication has succeeded, before the client is told the
     /// session is ready. If one fails, the client sees its error during startup (and
     /// drivers treat that as a failed connection), so a guard that cannot be set up fails

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::hooks::{Decision, Plan, Position, SessionHooks, SessionInfo};
 use super::state::{Batch, Origin, Phase, Poison, Unit};
@@ -33,6 +33,9 @@ pub enum RelayError {
     #[error("upstream: {0}")]
     Upstream(FrameError),
 }
+
+/// How many portal names of one batch the relay remembers.
+const MAX_BATCH_PORTALS: usize = 16;
 
 /// Bookkeeping for one session.
 pub struct Relay {
@@ -78,6 +81,13 @@ pub struct Relay {
     /// The last Query and Parse decoded: a repeated one is not decoded again.
     recent_query: decode::Recent<decode::Query>,
     recent_parse: decode::Recent<decode::Parse>,
+    /// The portals bound in the current batch (names; empty: the unnamed one). An
+    /// Execute of any other portal resumes one an earlier batch left suspended, which the
+    /// hooks decide on ([`SessionHooks::on_execute`]).
+    batch_portals: Vec<Vec<u8>>,
+    /// Statements the hooks asked for after a setting changed
+    /// ([`SessionHooks::on_setting_reported`]), sent once nothing is in flight.
+    restore: Vec<String>,
 }
 
 impl Relay {
@@ -105,6 +115,8 @@ impl Relay {
             span: tracing::Span::none(),
             recent_query: decode::Recent::default(),
             recent_parse: decode::Recent::default(),
+            batch_portals: Vec::new(),
+            restore: Vec::new(),
         }
     }
 
@@ -229,7 +241,12 @@ impl Relay {
         match frame[0] {
             b'd' | b'c' | b'f' => {}
             b'E' | b'D' | b'C' | b'H' if self.deferred_after.is_none() && !self.waiting => {
-                self.open_batch(Vec::new(), None);
+                if frame[0] == b'E' && !self.bound_in_batch(&frame[5..]) {
+                    return false;
+                }
+                if frame[0] != b'H' {
+                    self.open_batch(Vec::new(), None);
+                }
             }
             _ => return false,
         }
@@ -294,13 +311,14 @@ impl Relay {
             FrontendTag::Parse => self.parse(&frame)?,
             FrontendTag::Sync => self.sync(&frame),
             FrontendTag::Bind => self.bind(&frame)?,
-            FrontendTag::Describe
-            | FrontendTag::Execute
-            | FrontendTag::Close
-            | FrontendTag::Flush => {
+            FrontendTag::Execute if !self.bound_in_batch(frame.body()) => self.execute(&frame)?,
+            FrontendTag::Describe | FrontendTag::Execute | FrontendTag::Close => {
                 self.open_batch(Vec::new(), None);
                 self.send_upstream(&frame);
             }
+            // Answered by nothing: it opens no batch (one opened only for it would wait
+            // for a ReadyForQuery that never comes).
+            FrontendTag::Flush => self.send_upstream(&frame),
             FrontendTag::FunctionCall => {
                 let error = ErrorFields::error(
                     SqlState::FEATURE_NOT_SUPPORTED,
@@ -327,6 +345,7 @@ impl Relay {
         match tag {
             FrontendTag::Sync => {
                 self.batch = Batch::Closed;
+                self.batch_portals.clear();
                 let ready = encode::ready_for_query(self.tx_status);
                 self.send_client(&ready);
                 Flow::Continue
@@ -458,7 +477,7 @@ impl Relay {
     ) -> bool {
         let batch_open = !matches!(self.batch, Batch::Closed);
         if batch_open {
-            if !(before.is_empty() && after.is_empty()) {
+            if !before.is_empty() {
                 let error = ErrorFields::error(
                     SqlState::INSUFFICIENT_PRIVILEGE,
                     "pgbelay: this statement must start its own extended-protocol batch",
@@ -467,6 +486,16 @@ impl Relay {
                 .with_hint("send Sync before this statement");
                 self.refuse_extended(error);
                 return false;
+            }
+            if !after.is_empty()
+                && let Batch::Open { after: due } = &mut self.batch
+                && let Some(Unit {
+                    origin: Origin::Client { swallow_ready, .. },
+                }) = self.pending.back_mut()
+            {
+                // The batch's ReadyForQuery now answers the last of these instead.
+                *swallow_ready = true;
+                due.extend(after);
             }
             if let (
                 Some(rename),
@@ -590,11 +619,53 @@ impl Relay {
 
     fn bind(&mut self, frame: &Frame) -> Result<(), RelayError> {
         let statement = decode::bind_statement(frame).map_err(RelayError::Client)?;
+        let portal = decode::bind_portal(frame).map_err(RelayError::Client)?;
+        // A few names are enough (drivers bind one or two portals per batch); one left out
+        // is only judged again at its Execute.
+        if self.batch_portals.len() < MAX_BATCH_PORTALS
+            && !self.batch_portals.iter().any(|p| p[..] == *portal)
+        {
+            self.batch_portals.push(portal.to_vec());
+        }
         let at = self.position();
         // Outside the span: a Bind is the hot path of prepared statements, and a refusal
         // is logged here, in it.
         let decision = self.hooks.on_bind(&self.info, at, &statement);
         debug!(parent: &self.span, ?decision, ?at, %statement, "bind");
+        self.extended_decision(frame, decision, || format!("EXECUTE of \"{statement}\""));
+        Ok(())
+    }
+
+    /// Whether the portal an Execute (`body`) runs was bound in the current batch.
+    fn bound_in_batch(&self, body: &[u8]) -> bool {
+        body.iter()
+            .position(|&b| b == 0)
+            .is_some_and(|end| self.batch_portals.iter().any(|p| p[..] == body[..end]))
+    }
+
+    /// An Execute of a portal no Bind of this batch created: one an earlier batch left
+    /// suspended (a row limit), resumed; its rows may still call functions.
+    fn execute(&mut self, frame: &Frame) -> Result<(), RelayError> {
+        let portal = decode::execute_portal(frame).map_err(RelayError::Client)?;
+        let portal = String::from_utf8_lossy(portal).into_owned();
+        let at = self.position();
+        let decision = self
+            .span
+            .in_scope(|| self.hooks.on_execute(&self.info, at, &portal));
+        debug!(parent: &self.span, ?decision, ?at, %portal, "execute");
+        self.extended_decision(frame, decision, || {
+            format!("Execute of portal \"{portal}\"")
+        });
+        Ok(())
+    }
+
+    /// Carries out the decision on a Bind or an Execute (`what` names it in the log).
+    fn extended_decision(
+        &mut self,
+        frame: &Frame,
+        decision: Decision,
+        what: impl FnOnce() -> String,
+    ) {
         match decision {
             Decision::Wait => self.wait(frame),
             Decision::Forward => {
@@ -609,14 +680,14 @@ impl Relay {
             Decision::Refuse(error) => {
                 let class = refusal_class(error.detail.as_deref());
                 self.metrics.statement(Verdict::Refuse, class);
-                self.log_refusal(&format!("EXECUTE of \"{statement}\""), &error);
+                self.log_refusal(&what(), &error);
                 self.refuse_extended(error);
             }
         }
-        Ok(())
     }
 
     fn sync(&mut self, frame: &Frame) {
+        self.batch_portals.clear();
         self.open_batch(Vec::new(), None);
         self.send_upstream(frame);
         if let Batch::Open { after } = std::mem::take(&mut self.batch) {
@@ -630,6 +701,23 @@ impl Relay {
             BackendTag::ParameterStatus => {
                 let (name, value) =
                     decode::parameter_status(&frame).map_err(RelayError::Upstream)?;
+                if self.phase != Phase::Auth {
+                    let by_client = matches!(
+                        self.pending.front(),
+                        Some(Unit {
+                            origin: Origin::Client { .. }
+                        })
+                    );
+                    let asked = self
+                        .hooks
+                        .on_setting_reported(&self.info, &name, &value, by_client);
+                    if let Some(statements) = asked {
+                        if !statements.is_empty() {
+                            warn!(parent: &self.span, setting = %name, %value, "a statement changed a setting the policy watches; setting it again");
+                        }
+                        self.restore = statements;
+                    }
+                }
                 match name.as_str() {
                     "client_encoding" => self.info.client_encoding = value,
                     "application_name" => self.info.application_name = value,
@@ -721,6 +809,16 @@ impl Relay {
                 && let Some(after) = self.deferred_after.take()
             {
                 self.inject(&after, true);
+            }
+            // Not inside a failed transaction: its end decides (a rollback reports the
+            // setting back).
+            if !self.restore.is_empty()
+                && self.pending.is_empty()
+                && self.deferred_after.is_none()
+                && self.tx_status != TxStatus::Failed
+            {
+                let restore = std::mem::take(&mut self.restore);
+                self.inject(&restore, false);
             }
             if self.waiting && self.pending.is_empty() {
                 self.waiting = false;

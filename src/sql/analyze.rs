@@ -199,6 +199,9 @@ pub struct Statement {
     /// `DISCARD ALL` or `RESET ALL` itself (not the `RESET ALL` of an ALTER ROLE /
     /// DATABASE): it puts every session setting back to its default, the guard's too.
     pub resets_session: Option<SessionReset>,
+    /// `DECLARE … WITH HOLD`: the cursor's query runs (again, in full) when the
+    /// transaction commits, to keep its rows past the end of the transaction.
+    pub holds_cursor: bool,
 }
 
 /// A statement that puts the session's settings back to their defaults.
@@ -230,6 +233,7 @@ fn statement(text: &str, tree: &Node) -> Statement {
         locks_rows: super::parse::locks(tree),
         transaction_start: super::parse::transaction_start(tree),
         resets_session: resets_session(tree),
+        holds_cursor: holds_cursor(tree),
     };
     if let Some(n) = &tree.node {
         s.kind = kind(n, &mut s);
@@ -240,6 +244,13 @@ fn statement(text: &str, tree: &Node) -> Statement {
         touched(tree, &mut s.touched);
     }
     s
+}
+
+/// `DECLARE … WITH HOLD` at the top of a statement.
+fn holds_cursor(tree: &Node) -> bool {
+    /// PostgreSQL's `CURSOR_OPT_HOLD` (parsenodes.h).
+    const CURSOR_OPT_HOLD: i32 = 0x0020;
+    matches!(&tree.node, Some(N::DeclareCursorStmt(d)) if d.options & CURSOR_OPT_HOLD != 0)
 }
 
 /// `DISCARD ALL` or `RESET ALL` at the top of a statement.

@@ -155,6 +155,22 @@ impl<T: Clone> Recent<T> {
     }
 }
 
+/// The portal an Execute runs (its name's bytes, without the NUL; empty: the unnamed one).
+pub fn execute_portal(frame: &Frame) -> Result<&[u8], FrameError> {
+    let bad = FrameError::Malformed("Execute");
+    let (portal, rest) = cstr(frame.body()).ok_or(bad.clone())?;
+    if rest.len() != 4 {
+        return Err(bad);
+    }
+    Ok(portal)
+}
+
+/// The portal a Bind creates (its name's bytes; empty: the unnamed one).
+pub fn bind_portal(frame: &Frame) -> Result<&[u8], FrameError> {
+    let bad = FrameError::Malformed("Bind");
+    cstr(frame.body()).map(|(portal, _)| portal).ok_or(bad)
+}
+
 /// The prepared statement a Bind refers to (the portal name comes first).
 pub fn bind_statement(frame: &Frame) -> Result<String, FrameError> {
     let bad = FrameError::Malformed("Bind");
