@@ -18,6 +18,17 @@ async fn guarded(max_rows: u64) -> TestProxy {
     TestProxy::start_with(cluster(), Arc::new(pgbelay::policy::Guard::new(&settings))).await
 }
 
+/// How many rows `sql` returns as a simple Query (which must succeed).
+async fn simple_rows(client: &Client, sql: &str) -> usize {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {}", show(&e)))
+        .iter()
+        .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+        .count()
+}
+
 /// A database with `orders(id, customer, total, deleted_at)` (10 rows) and `notes` without
 /// a soft-delete column; returns its name and a direct superuser client.
 async fn shop() -> (String, Client) {
@@ -333,15 +344,7 @@ async fn transaction_control_cannot_carry_reads_past_the_guard() {
         .batch_execute("DECLARE d CURSOR FOR SELECT id FROM orders")
         .await
         .expect("cursor");
-    let fetched = client
-        .simple_query("FETCH ALL FROM d")
-        .await
-        .expect("fetch");
-    let rows = fetched
-        .iter()
-        .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
-        .count();
-    assert_eq!(rows, 10);
+    assert_eq!(simple_rows(&client, "FETCH ALL FROM d").await, 10);
     client.batch_execute("COMMIT").await.expect("commit");
     assert_eq!(count(&admin, "SELECT count(*) FROM side_effects").await, 0);
 }
@@ -530,12 +533,7 @@ async fn queries_record_what_ran_and_keep_their_results() {
         .await
         .expect_err("over max_rows");
     assert_eq!(sqlstate(&err).as_deref(), Some("42501"));
-    let rows = client.simple_query("SELECT 1").await.expect("session idle");
-    let rows = rows
-        .iter()
-        .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
-        .count();
-    assert_eq!(rows, 1);
+    assert_eq!(simple_rows(&client, "SELECT 1").await, 1, "session idle");
     assert_eq!(
         count(&admin, "SELECT count(*) FROM orders WHERE total = 0").await,
         0
@@ -734,16 +732,7 @@ async fn executed_locking_reads_lock_and_cannot_hide_writes() {
         .expect("prepare");
 
     client.batch_execute("BEGIN").await.expect("begin");
-    let rows = client
-        .simple_query("EXECUTE lock_one(1)")
-        .await
-        .expect("executed locking read");
-    assert_eq!(
-        rows.iter()
-            .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
-            .count(),
-        1
-    );
+    assert_eq!(simple_rows(&client, "EXECUTE lock_one(1)").await, 1);
     // A named Parse, reachable by SQL EXECUTE in the same session.
     admin
         .batch_execute(&format!("GRANT ALL ON orders TO {TRUST_USER}"))
