@@ -81,9 +81,10 @@ pub struct Relay {
     /// The last Query and Parse decoded: a repeated one is not decoded again.
     recent_query: decode::Recent<decode::Query>,
     recent_parse: decode::Recent<decode::Parse>,
-    /// The portals bound in the current batch (names; empty: the unnamed one). An
-    /// Execute of any other portal resumes one an earlier batch left suspended, which the
-    /// hooks decide on ([`SessionHooks::on_execute`]).
+    /// The portals bound in the current batch: whether the unnamed one was, and the
+    /// names of the others. An Execute of any other portal resumes one an earlier batch
+    /// left suspended, which the hooks decide on ([`SessionHooks::on_execute`]).
+    unnamed_portal_bound: bool,
     batch_portals: Vec<Vec<u8>>,
     /// Statements the hooks asked for after a setting changed
     /// ([`SessionHooks::on_setting_reported`]), sent once nothing is in flight.
@@ -115,6 +116,7 @@ impl Relay {
             span: tracing::Span::none(),
             recent_query: decode::Recent::default(),
             recent_parse: decode::Recent::default(),
+            unnamed_portal_bound: false,
             batch_portals: Vec::new(),
             restore: Vec::new(),
         }
@@ -345,7 +347,7 @@ impl Relay {
         match tag {
             FrontendTag::Sync => {
                 self.batch = Batch::Closed;
-                self.batch_portals.clear();
+                self.forget_batch_portals();
                 let ready = encode::ready_for_query(self.tx_status);
                 self.send_client(&ready);
                 Flow::Continue
@@ -622,7 +624,9 @@ impl Relay {
         let portal = decode::bind_portal(frame).map_err(RelayError::Client)?;
         // A few names are enough (drivers bind one or two portals per batch); one left out
         // is only judged again at its Execute.
-        if self.batch_portals.len() < MAX_BATCH_PORTALS
+        if portal.is_empty() {
+            self.unnamed_portal_bound = true;
+        } else if self.batch_portals.len() < MAX_BATCH_PORTALS
             && !self.batch_portals.iter().any(|p| p[..] == *portal)
         {
             self.batch_portals.push(portal.to_vec());
@@ -638,9 +642,19 @@ impl Relay {
 
     /// Whether the portal an Execute (`body`) runs was bound in the current batch.
     fn bound_in_batch(&self, body: &[u8]) -> bool {
-        body.iter()
-            .position(|&b| b == 0)
-            .is_some_and(|end| self.batch_portals.iter().any(|p| p[..] == body[..end]))
+        match body.iter().position(|&b| b == 0) {
+            Some(0) => self.unnamed_portal_bound,
+            Some(end) => self.batch_portals.iter().any(|p| p[..] == body[..end]),
+            None => false,
+        }
+    }
+
+    /// The batch is over: its portals are no longer "bound in this batch".
+    fn forget_batch_portals(&mut self) {
+        self.unnamed_portal_bound = false;
+        if !self.batch_portals.is_empty() {
+            self.batch_portals.clear();
+        }
     }
 
     /// An Execute of a portal no Bind of this batch created: one an earlier batch left
@@ -687,7 +701,7 @@ impl Relay {
     }
 
     fn sync(&mut self, frame: &Frame) {
-        self.batch_portals.clear();
+        self.forget_batch_portals();
         self.open_batch(Vec::new(), None);
         self.send_upstream(frame);
         if let Batch::Open { after } = std::mem::take(&mut self.batch) {
