@@ -271,6 +271,70 @@ async fn over_the_blast_radius_nothing_stays() {
     );
 }
 
+/// The blast radius counts every row one statement changes: an upsert's inserts and
+/// updates together, a soft delete's cascade children with their parent (each part alone
+/// is within the limit).
+#[tokio::test]
+async fn the_blast_radius_counts_every_row_of_the_statement() {
+    let proxy = guarded(5).await;
+    let (db, admin) = shop().await;
+    admin
+        .batch_execute(
+            "CREATE TABLE parents (id int PRIMARY KEY, deleted_at timestamptz);
+             CREATE TABLE children (id int PRIMARY KEY,
+                                    parent_id int REFERENCES parents ON DELETE CASCADE,
+                                    deleted_at timestamptz);
+             INSERT INTO parents VALUES (1), (2);
+             INSERT INTO children SELECT g, 1 FROM generate_series(1, 5) g;
+             INSERT INTO children VALUES (6, 2);",
+        )
+        .await
+        .expect("schema");
+    let client = connect_super(proxy.endpoint(), &db).await;
+    let refused = |err: &tokio_postgres::Error, rows: &str| {
+        show(err).contains("statement class: blast radius") && show(err).contains(rows)
+    };
+    // Four updates (7-10) and two inserts (11, 12).
+    let err = client
+        .batch_execute(
+            "INSERT INTO orders SELECT g, 'c', 0 FROM generate_series(7, 12) g
+             ON CONFLICT (id) DO UPDATE SET total = excluded.total",
+        )
+        .await
+        .expect_err("six rows");
+    assert!(refused(&err, "6 rows"), "{}", show(&err));
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM orders WHERE total = 0").await,
+        0
+    );
+    assert_eq!(count(&admin, "SELECT count(*) FROM orders").await, 10);
+    let err = client
+        .batch_execute("DELETE FROM parents WHERE id = 1")
+        .await
+        .expect_err("a parent and five children");
+    assert!(refused(&err, "6 rows"), "{}", show(&err));
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM children WHERE deleted_at IS NOT NULL"
+        )
+        .await,
+        0
+    );
+    client
+        .batch_execute("DELETE FROM parents WHERE id = 2")
+        .await
+        .expect("a parent and one child");
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM children WHERE deleted_at IS NOT NULL"
+        )
+        .await,
+        1
+    );
+}
+
 #[tokio::test]
 async fn reads_cannot_write_in_autocommit_or_in_a_transaction() {
     let proxy = guarded(1000).await;

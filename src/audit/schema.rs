@@ -15,8 +15,10 @@ pub const DEFAULT_AUDIT_SCHEMA: &str = "pgbelay";
 /// Version 4 made the capture functions leaner (the change row written without `_finish`);
 /// the upgrade regenerates every prepared table's capture function. Version 5 gave
 /// `begin_statement` a fast path (the caller's rights, no nested call, no SET clause) that
-/// `_begin_statement` backs.
-pub const SCHEMA_VERSION: i32 = 5;
+/// `_begin_statement` backs. Version 6 counts the blast radius per statement across its
+/// triggers (an upsert's inserts and updates, a cascade's children; `pgbelay.rows_total`),
+/// not per table and operation.
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// The install script, in order: tables and guards, shadow/trigger management (and the
 /// event trigger that runs it at DDL time), capture,

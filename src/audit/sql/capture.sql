@@ -111,6 +111,7 @@ DECLARE
     v_id bigint;
     v_rows bigint;
     v_max bigint;
+    v_total bigint;
     v_kind text;
     v_set text;
 BEGIN
@@ -140,11 +141,17 @@ BEGIN
     END IF;
     -- max_rows: unset or -1 means no limit. Checked after the images went in (their row
     -- count is the statement's): a refused write wrote its images for nothing, but a
-    -- refusal is rare and a count(*) before every write was not.
+    -- refusal is rare and a count(*) before every write was not. What counts is every
+    -- row the statement changed so far, in any table: an upsert's inserts and updates
+    -- (two triggers), a cascade's children.
     pgbelay_capture.v_max := (CASE WHEN pg_catalog.current_setting('pgbelay.max_rows', true) OPERATOR(pg_catalog.<>) '' THEN pg_catalog.current_setting('pgbelay.max_rows', true) END)::pg_catalog.int8;
-    IF pgbelay_capture.v_max OPERATOR(pg_catalog.>=) 0
-       AND pgbelay_capture.v_rows OPERATOR(pg_catalog.>) pgbelay_capture.v_max THEN
-        PERFORM %2$s._check_blast_radius(TG_OP, TG_RELID, pgbelay_capture.v_rows);
+    IF pgbelay_capture.v_max OPERATOR(pg_catalog.>=) 0 THEN
+        pgbelay_capture.v_total := (CASE WHEN pg_catalog.current_setting('pgbelay.rows_total', true) OPERATOR(pg_catalog.<>) '' THEN pg_catalog.current_setting('pgbelay.rows_total', true) ELSE '0' END)::pg_catalog.int8
+                                   OPERATOR(pg_catalog.+) pgbelay_capture.v_rows;
+        pgbelay_capture.v_set := pg_catalog.set_config('pgbelay.rows_total', pgbelay_capture.v_total::pg_catalog.text, true);
+        IF pgbelay_capture.v_total OPERATOR(pg_catalog.>) pgbelay_capture.v_max THEN
+            PERFORM %2$s._check_blast_radius(TG_OP, TG_RELID, pgbelay_capture.v_total);
+        END IF;
     END IF;
     -- A statement that changed nothing is not a change.
     IF pgbelay_capture.v_rows OPERATOR(pg_catalog.=) 0 THEN

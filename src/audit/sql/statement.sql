@@ -61,6 +61,8 @@ BEGIN
             pg_catalog.set_config('pgbelay.target', coalesce(rel::pg_catalog.oid::pg_catalog.text, ''), true),
             pg_catalog.set_config('pgbelay.kind', coalesce(kind, ''), true),
             pg_catalog.set_config('pgbelay.max_rows', coalesce(max_rows, -1)::pg_catalog.text, true),
+            -- rows changed so far by this statement, in every table (the blast radius)
+            pg_catalog.set_config('pgbelay.rows_total', '0', true),
             pg_catalog.set_config('pgbelay.approval', coalesce(approval, ''), true),
             pg_catalog.set_config('pgbelay.approved_by', coalesce(approved_by, ''), true),
             pg_catalog.set_config('pgbelay.reason', coalesce(reason, ''), true),
