@@ -1,5 +1,6 @@
 //! `pgbelay show --db URL ID`: one change — who, when, what ran — and a diff of its rows.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
@@ -43,8 +44,43 @@ pub fn run(args: ShowArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn value(v: &Option<String>) -> &str {
-    v.as_deref().unwrap_or("NULL")
+/// A value as the text form shows it: SQL NULL as `NULL`; text that could be mistaken
+/// for something else (the word NULL, empty, spaces at an end, a quote first, the diff's
+/// arrow) as a quoted literal, and text with control characters (a newline that would
+/// start a forged diff line, a terminal escape) as an `E''` literal with them escaped.
+fn value(v: &Option<String>) -> Cow<'_, str> {
+    let Some(s) = v.as_deref() else {
+        return Cow::Borrowed("NULL");
+    };
+    if s.chars().any(char::is_control) {
+        let mut out = String::from("E'");
+        for c in s.chars() {
+            match c {
+                '\'' => out.push_str("''"),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if c.is_control() => {
+                    let _ = write!(out, "\\u{:04X}", u32::from(c));
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('\'');
+        return Cow::Owned(out);
+    }
+    let ambiguous = s.is_empty()
+        || s.eq_ignore_ascii_case("null")
+        || s.starts_with(char::is_whitespace)
+        || s.ends_with(char::is_whitespace)
+        || s.starts_with('\'')
+        || s.contains('→');
+    if ambiguous {
+        Cow::Owned(format!("'{}'", s.replace('\'', "''")))
+    } else {
+        Cow::Borrowed(s)
+    }
 }
 
 fn key(row: &RowDiff) -> String {
@@ -174,4 +210,31 @@ fn text(d: &ChangeDetail) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod test {
+    use super::value;
+
+    fn shown(v: Option<&str>) -> String {
+        value(&v.map(str::to_string)).into_owned()
+    }
+
+    #[test]
+    fn values_that_could_be_mistaken_are_quoted_and_control_characters_escaped() {
+        assert_eq!(shown(None), "NULL");
+        assert_eq!(shown(Some("NULL")), "'NULL'");
+        assert_eq!(shown(Some("null")), "'null'");
+        assert_eq!(shown(Some("")), "''");
+        assert_eq!(shown(Some(" padded")), "' padded'");
+        assert_eq!(shown(Some("it's")), "it's");
+        assert_eq!(shown(Some("'quoted'")), "'''quoted'''");
+        assert_eq!(shown(Some("a → b")), "'a → b'");
+        assert_eq!(
+            shown(Some("x\n+ id=99  added\u{1b}[31m")),
+            "E'x\\n+ id=99  added\\u001B[31m'"
+        );
+        assert_eq!(shown(Some("a\\b\tc")), "E'a\\\\b\\tc'");
+        assert_eq!(shown(Some("paid")), "paid");
+    }
 }

@@ -28,7 +28,8 @@ pub struct UndoArgs {
     pub json: bool,
 }
 
-/// Undoes a change; exit 0, 1 when refused (conflicts, not found, …).
+/// Undoes a change; exit 0, 1 when refused (conflicts, not found, …) or when a step
+/// fails in the database (nothing of it stays).
 pub fn run(args: UndoArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async {
@@ -49,9 +50,6 @@ pub fn run(args: UndoArgs) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Err(UndoError::History(e)) if !args.json => Ok(history_failure("undo", &e)),
-            Err(UndoError::Postgres { what, source }) => {
-                Err(anyhow::Error::new(source).context(format!("cannot {what}")))
-            }
             Err(e) => {
                 let report = match &e {
                     UndoError::Conflicts(report) => Some(report.as_ref()),
