@@ -648,6 +648,42 @@ async fn rows_referencing_an_inserted_row_are_a_conflict() {
     );
 }
 
+/// A plain parent's primary key does not cover its inheritance children, and an UPDATE
+/// of the parent records their rows too: matching them by key could restore one row's
+/// values into another, so the undo is refused (a partitioned table's key is unique
+/// across its partitions, and its undo works).
+#[tokio::test]
+async fn tables_with_inheritance_children_are_refused() {
+    let proxy = TestProxy::start().await;
+    let (_db, through, admin) = shop(&proxy).await;
+    admin
+        .batch_execute(
+            "CREATE TABLE parent (id int PRIMARY KEY, v text);
+             CREATE TABLE child () INHERITS (parent);",
+        )
+        .await
+        .expect("schema");
+    through
+        .batch_execute("INSERT INTO parent VALUES (1, 'parent')")
+        .await
+        .expect("insert parent");
+    through
+        .batch_execute("INSERT INTO child VALUES (1, 'child')")
+        .await
+        .expect("insert child");
+    through
+        .batch_execute("UPDATE parent SET v = v || 'x' WHERE id = 1")
+        .await
+        .expect("update both");
+    let id = last_change(&admin).await;
+    let err = undo(&admin, id).await.expect_err("refused");
+    assert!(matches!(err, UndoError::Inherited { .. }), "{err:?}");
+    assert_eq!(
+        texts(&admin, "SELECT v FROM parent ORDER BY v").await,
+        vec!["childx", "parentx"]
+    );
+}
+
 #[tokio::test]
 async fn dry_run_changes_nothing() {
     let proxy = TestProxy::start().await;

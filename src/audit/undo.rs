@@ -218,6 +218,17 @@ pub enum UndoError {
         /// The table.
         table: String,
     },
+    /// The table has inheritance children (not partitions): its key is not unique across
+    /// them, and the recorded rows include theirs.
+    #[error(
+        "change {change} cannot be undone: table {table} has inheritance children, whose rows its primary key does not tell apart from its own"
+    )]
+    Inherited {
+        /// The change.
+        change: i64,
+        /// The table.
+        table: String,
+    },
     /// The table is gone.
     #[error("change {change} cannot be undone: table {table} no longer exists")]
     TableGone {
@@ -548,6 +559,23 @@ async fn plan_images(
     }
     if !images.key_recorded() {
         return Err(UndoError::NoPrimaryKey {
+            change: change.id,
+            table,
+        });
+    }
+    // A partitioned table's key is unique across its partitions; a plain parent's is not.
+    let inherited: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_inherits i \
+                              JOIN pg_catalog.pg_class c ON c.oid = i.inhparent \
+                             WHERE i.inhparent = $1 AND c.relkind = 'r')",
+            &[&images.relid],
+        )
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(pg("look for inheritance children"))?;
+    if inherited {
+        return Err(UndoError::Inherited {
             change: change.id,
             table,
         });
