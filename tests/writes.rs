@@ -895,6 +895,23 @@ async fn additive_ddl_runs_in_autocommit_and_the_session_stays_guarded() {
         "{}",
         show(&err)
     );
+    // So does an index on an expression: PostgreSQL takes IMMUTABLE on trust.
+    admin
+        .batch_execute(
+            "CREATE FUNCTION looks_immutable(int) RETURNS int LANGUAGE sql IMMUTABLE
+                 AS 'SELECT $1 + sneaky()'",
+        )
+        .await
+        .expect("function");
+    let err = client
+        .batch_execute("CREATE INDEX ON orders ((looks_immutable(id)))")
+        .await
+        .expect_err("a function in the index expression wrote");
+    assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+    client
+        .batch_execute("CREATE INDEX orders_lower ON orders ((lower(customer))) WHERE total > 1")
+        .await
+        .expect("an expression index in autocommit");
     client
         .batch_execute("CREATE TABLE copy_of_orders AS SELECT * FROM orders WHERE id <= 3")
         .await
@@ -939,11 +956,11 @@ async fn additive_ddl_runs_in_autocommit_and_the_session_stays_guarded() {
         count(
             &admin,
             "SELECT count(*) FROM pg_class WHERE relname IN ('later', 'later_v', 'later_view', 'notes_old', \
-             'copy_of_orders') OR relname = 'copied'"
+             'copy_of_orders', 'orders_lower') OR relname = 'copied'"
         )
         .await,
-        5,
-        "later, its index, the view, the renamed table, the copy; no copied"
+        6,
+        "later, its index, the view, the renamed table, the copy, the expression index; no copied"
     );
     assert_eq!(
         count(

@@ -303,6 +303,18 @@ fn runs_user_code(n: &N) -> Option<Vec<QualifiedName>> {
         N::RefreshMatViewStmt(r) => Some(own(r.relation.as_ref())),
         N::AlterTableStmt(a) => Some(own(a.relation.as_ref())),
         N::AlterDomainStmt(_) => Some(Vec::new()),
+        // An index on expressions or with a predicate evaluates them over every row, and an
+        // IMMUTABLE function there may call any other. (CONCURRENTLY cannot run in the
+        // transaction the check needs: left unchecked.)
+        N::IndexStmt(i)
+            if !i.concurrent
+                && (i.where_clause.is_some()
+                    || i.index_params
+                        .iter()
+                        .any(|p| matches!(&p.node, Some(N::IndexElem(e)) if e.expr.is_some()))) =>
+        {
+            Some(Vec::new())
+        }
         _ => None,
     }
 }
