@@ -152,14 +152,15 @@ fn text(d: &ChangeDetail) -> String {
         );
     }
     for child in &d.children {
+        let rows = child.rows.unwrap_or(0);
         field(
             "child",
             format!(
-                "{} {} on {} ({} rows)",
+                "{} {} on {} ({rows} row{})",
                 child.id,
                 child.kind,
                 child.table(),
-                child.rows.unwrap_or(0)
+                if rows == 1 { "" } else { "s" }
             ),
         );
     }
