@@ -714,15 +714,14 @@ impl GuardSession {
     ) -> Decision {
         let guarded = match (self.batch_mode, later) {
             (_, Later::Transaction) => false,
-            (BatchMode::ReadOnly | BatchMode::Checked | BatchMode::BegunChecked, _) => {
-                later == Later::Read || self.batch_mode != BatchMode::BegunChecked
-            }
+            (BatchMode::ReadOnly | BatchMode::Checked, _) => true,
+            (BatchMode::Plain, _) => at.tx_status != TxStatus::InTransaction,
             (BatchMode::Begun, Later::Read) => {
                 self.batch_mode = BatchMode::BegunChecked;
                 return Decision::Rewrite(self.guard.recorder.checked_since_begin());
             }
-            (BatchMode::Plain, _) => at.tx_status != TxStatus::InTransaction,
-            (BatchMode::Begun | BatchMode::ReadWrite, _) => false,
+            (BatchMode::BegunChecked, Later::Read) => true,
+            (BatchMode::Begun | BatchMode::BegunChecked | BatchMode::ReadWrite, _) => false,
         };
         if guarded {
             Decision::Forward
