@@ -1048,6 +1048,43 @@ async fn statements_later_in_a_read_write_batch_are_refused() {
     assert!(errors.is_empty(), "{errors:?}");
 }
 
+/// A batch sent behind a BEGIN before its answer came: its first statement (a SET, which
+/// needs no wrapping) goes on without waiting, so the transaction status is not known when
+/// the rest of the batch is judged; a read there is refused rather than judged as if in
+/// autocommit (it would run read-write in the BEGIN's transaction).
+#[tokio::test]
+async fn a_batch_pipelined_behind_begin_is_not_judged_on_a_stale_status() {
+    let proxy = guarded(1000).await;
+    let (db, admin) = shop().await;
+    admin
+        .batch_execute(&format!("GRANT ALL ON side_effects TO {TRUST_USER}"))
+        .await
+        .expect("grants");
+    let (mut conn, _) = RawConn::startup(&proxy.addr().to_string(), &db, "pipeline").await;
+    let mut bytes = query_message("BEGIN");
+    bytes.extend(step("SET work_mem = '5MB'"));
+    bytes.extend(step("SELECT sneaky()"));
+    bytes.extend(frame(b'S', &[]));
+    conn.send(&bytes).await;
+    conn.read_until(b'Z').await.expect("BEGIN answered");
+    let errors: Vec<String> = conn
+        .read_until(b'Z')
+        .await
+        .expect("batch answered")
+        .iter()
+        .filter(|m| m.tag == b'E')
+        .map(|m| format!("{:?}", m.fields().get(&b'M')))
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("middle of an extended-protocol batch"),
+        "{errors:?}"
+    );
+    conn.send(&query_message("COMMIT")).await;
+    conn.read_until(b'Z').await.expect("COMMIT answered");
+    assert_eq!(count(&admin, "SELECT count(*) FROM side_effects").await, 0);
+}
+
 /// Parse (when `sql` is given), Bind with text parameters, Execute of the named
 /// statement `name`, without Sync: what pgjdbc sends once a statement has reached
 /// prepareThreshold.

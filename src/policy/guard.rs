@@ -289,6 +289,10 @@ enum BatchMode {
     Begun,
     /// `Begun`, with the check already due after the batch.
     BegunChecked,
+    /// Started, while earlier requests were in flight, by a statement that did not wait
+    /// for them: the transaction status later statements would be judged on is not known
+    /// (a BEGIN may be among those requests), so they are refused.
+    Unknown,
 }
 
 /// One client's policy state.
@@ -353,6 +357,9 @@ impl GuardSession {
     ) -> Decision {
         self.held_used = false;
         let decision = self.decide_now(info, at, sql, parse_name);
+        if parse_name.is_some() && at.batch_start && at.pipelined {
+            self.status_unknown(&decision);
+        }
         if self.held_used && !matches!(decision, Decision::Wait) {
             self.pending_approval = None;
         }
@@ -674,6 +681,16 @@ impl GuardSession {
         }
     }
 
+    /// A batch whose first statement went on without waiting for the requests in flight
+    /// (`decision`) has no known transaction status for what follows it.
+    fn status_unknown(&mut self, decision: &Decision) {
+        if self.batch_mode == BatchMode::Plain
+            && matches!(decision, Decision::Forward | Decision::Rewrite(_))
+        {
+            self.batch_mode = BatchMode::Unknown;
+        }
+    }
+
     /// `DEALLOCATE ALL` (also inside `DISCARD ALL`) drops every named prepared
     /// statement, SQL and protocol-level; the unnamed one is not among them.
     fn forget_prepared(&mut self) {
@@ -721,7 +738,13 @@ impl GuardSession {
                 return Decision::Rewrite(self.guard.recorder.checked_since_begin());
             }
             (BatchMode::BegunChecked, Later::Read) => true,
-            (BatchMode::Begun | BatchMode::BegunChecked | BatchMode::ReadWrite, _) => false,
+            (
+                BatchMode::Begun
+                | BatchMode::BegunChecked
+                | BatchMode::ReadWrite
+                | BatchMode::Unknown,
+                _,
+            ) => false,
         };
         if guarded {
             Decision::Forward
@@ -904,7 +927,12 @@ impl SessionHooks for GuardSession {
                 self.batch_mode = mode;
                 Decision::Rewrite(plan)
             }
-            _ => Decision::Forward,
+            _ => {
+                if at.batch_start && at.pipelined {
+                    self.status_unknown(&Decision::Forward);
+                }
+                Decision::Forward
+            }
         }
     }
 
