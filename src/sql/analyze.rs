@@ -564,6 +564,15 @@ pub(super) fn range_var(r: &pb::RangeVar) -> QualifiedName {
 }
 
 /// A dotted name from a list of String nodes (`pg_catalog.lo_unlink` → schema + name).
+/// `schema.name` from the first two of a list of names (`schema.table.column` gives the
+/// table), or a bare name.
+fn qualified_prefix(parts: &[Node]) -> QualifiedName {
+    match parts {
+        [_, _, ..] => func_name(&parts[..2]),
+        _ => func_name(parts),
+    }
+}
+
 pub(super) fn func_name(parts: &[Node]) -> QualifiedName {
     let parts: Vec<&str> = parts
         .iter()
@@ -713,6 +722,16 @@ fn touched(tree: &Node, out: &mut Vec<QualifiedName>) {
                 out.push(schema(&r.newname));
             }
             NodeRef::AlterObjectSchemaStmt(a) => out.push(schema(&a.newschema)),
+            // COMMENT ON names its object without a RangeVar: a schema as a bare string, a
+            // table, column, function, … as a list of names whose first is the schema when
+            // it is qualified (a column's last is the column).
+            NodeRef::CommentStmt(c) => match c.object.as_deref().and_then(|o| o.node.as_ref()) {
+                Some(N::String(s)) => out.push(schema(&s.sval)),
+                Some(N::List(l)) => out.push(qualified_prefix(&l.items)),
+                Some(N::TypeName(t)) => out.push(func_name(&t.names)),
+                Some(N::ObjectWithArgs(f)) => out.push(func_name(&f.objname)),
+                _ => {}
+            },
             // GRANT … ON SCHEMA s / ON ALL TABLES IN SCHEMA s name schemas as bare strings.
             NodeRef::GrantStmt(g) => {
                 for o in &g.objects {
