@@ -862,11 +862,23 @@ impl SessionHooks for GuardSession {
         let wrapped_here = self.batch_wrapped.as_deref() == Some(statement);
         match self.extended.get(statement) {
             // Not prepared through pgbelay (or forgotten since): nothing says how it must
-            // run, so it does not (fail closed; the server would not know it either).
-            None => refuse(Refusal::statement(
-                IrreversibleKind::UnknownPrepared(statement.to_string()),
-                &execute_of(statement),
-            )),
+            // run, so it does not (fail closed; the server would not know it either). In
+            // the server's words and code, so a driver that prepares again on 26000
+            // (after a DEALLOCATE ALL) still does.
+            None => {
+                let mut error = Refusal::statement(
+                    IrreversibleKind::UnknownPrepared(statement.to_string()),
+                    &execute_of(statement),
+                )
+                .to_error();
+                error.code = crate::wire::sqlstate::SqlState::INVALID_SQL_STATEMENT_NAME;
+                error.message = if statement.is_empty() {
+                    "unnamed prepared statement does not exist".to_string()
+                } else {
+                    format!("prepared statement \"{statement}\" does not exist")
+                };
+                Decision::Refuse(error)
+            }
             Some(Extended::Write(write)) => {
                 if wrapped_here {
                     return Decision::Forward;

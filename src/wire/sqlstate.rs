@@ -21,6 +21,8 @@ impl SqlState {
     pub const ADMIN_SHUTDOWN: SqlState = SqlState("57P01");
     /// `53300`: too many connections.
     pub const TOO_MANY_CONNECTIONS: SqlState = SqlState("53300");
+    /// `26000`: a Bind of a prepared statement that does not exist (as the server says it).
+    pub const INVALID_SQL_STATEMENT_NAME: SqlState = SqlState("26000");
     /// `XX000`: an internal error.
     pub const INTERNAL_ERROR: SqlState = SqlState("XX000");
 
