@@ -95,8 +95,9 @@ fn views(frame: &Frame) {
             }
         }
         FrontendTag::Bind => {
-            if let Ok(statement) = decode::bind_statement(frame) {
-                assert!(statement.len() < body.len());
+            if let Ok((portal, statement)) = decode::bind_names(frame) {
+                assert!(portal.len() + statement.len() + 2 <= body.len());
+                assert_eq!(&body[..portal.len()], portal);
             }
         }
         // Relayed as received, never decoded: the tag is all the proxy reads.

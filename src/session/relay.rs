@@ -620,8 +620,7 @@ impl Relay {
     }
 
     fn bind(&mut self, frame: &Frame) -> Result<(), RelayError> {
-        let statement = decode::bind_statement(frame).map_err(RelayError::Client)?;
-        let portal = decode::bind_portal(frame).map_err(RelayError::Client)?;
+        let (portal, statement) = decode::bind_names(frame).map_err(RelayError::Client)?;
         // A few names are enough (drivers bind one or two portals per batch); one left out
         // is only judged again at its Execute.
         if portal.is_empty() {

@@ -165,20 +165,14 @@ pub fn execute_portal(frame: &Frame) -> Result<&[u8], FrameError> {
     Ok(portal)
 }
 
-/// The portal a Bind creates (its name's bytes; empty: the unnamed one).
-pub fn bind_portal(frame: &Frame) -> Result<&[u8], FrameError> {
+/// The portal a Bind creates (its name's bytes; empty: the unnamed one) and the prepared
+/// statement it refers to, from one pass over the frame's start.
+pub fn bind_names(frame: &Frame) -> Result<(&[u8], String), FrameError> {
     let bad = FrameError::Malformed("Bind");
-    cstr(frame.body()).map(|(portal, _)| portal).ok_or(bad)
-}
-
-/// The prepared statement a Bind refers to (the portal name comes first).
-pub fn bind_statement(frame: &Frame) -> Result<String, FrameError> {
-    let bad = FrameError::Malformed("Bind");
-    let (_, rest) = cstr(frame.body()).ok_or(bad.clone())?;
+    let (portal, rest) = cstr(frame.body()).ok_or(bad.clone())?;
     let (statement, _) = cstr(rest).ok_or(bad.clone())?;
-    std::str::from_utf8(statement)
-        .map(str::to_string)
-        .map_err(|_| bad)
+    let statement = std::str::from_utf8(statement).map_err(|_| bad)?;
+    Ok((portal, statement.to_string()))
 }
 
 /// The status byte of ReadyForQuery.
