@@ -374,8 +374,7 @@ impl GuardSession {
         parse_name: Option<&str>,
     ) -> Decision {
         if at.batch_start {
-            self.batch_wrapped = None;
-            self.batch_mode = BatchMode::Plain;
+            self.new_batch();
         } else if parse_name.is_some() && parse_name == self.batch_wrapped.as_deref() {
             // The statement the batch was wrapped for is replaced: its next Bind is judged
             // afresh.
@@ -616,8 +615,7 @@ impl GuardSession {
             );
         }
         if guarded_read && at.tx_status == TxStatus::InTransaction {
-            self.batch_mode = BatchMode::ReadOnly;
-            return Decision::Rewrite(self.guard.recorder.read_in_transaction());
+            return self.read_only_batch();
         }
         if locking && at.tx_status == TxStatus::InTransaction {
             self.batch_mode = BatchMode::Checked;
@@ -679,6 +677,19 @@ impl GuardSession {
         } else {
             self.locking_prepared.remove(name);
         }
+    }
+
+    /// A new extended-protocol batch (or a simple Query): nothing wrapped yet.
+    fn new_batch(&mut self) {
+        self.batch_wrapped = None;
+        self.batch_mode = BatchMode::Plain;
+    }
+
+    /// A read in the client's transaction, in the read-only savepoint with what follows it
+    /// in its batch.
+    fn read_only_batch(&mut self) -> Decision {
+        self.batch_mode = BatchMode::ReadOnly;
+        Decision::Rewrite(self.guard.recorder.read_in_transaction())
     }
 
     /// A batch whose first statement went on without waiting for the requests in flight
@@ -856,8 +867,7 @@ impl SessionHooks for GuardSession {
 
     fn on_bind(&mut self, _: &SessionInfo, at: Position, statement: &str) -> Decision {
         if at.batch_start {
-            self.batch_wrapped = None;
-            self.batch_mode = BatchMode::Plain;
+            self.new_batch();
         }
         let wrapped_here = self.batch_wrapped.as_deref() == Some(statement);
         match self.extended.get(statement) {
@@ -958,16 +968,14 @@ impl SessionHooks for GuardSession {
         if !at.batch_start {
             return self.mid_batch(at, Later::Read, name);
         }
-        self.batch_wrapped = None;
-        self.batch_mode = BatchMode::Plain;
+        self.new_batch();
         if at.pipelined {
             return Decision::Wait;
         }
         if at.tx_status != TxStatus::InTransaction {
             return Decision::Forward;
         }
-        self.batch_mode = BatchMode::ReadOnly;
-        Decision::Rewrite(self.guard.recorder.read_in_transaction())
+        self.read_only_batch()
     }
 
     fn on_ready(&mut self, _: &SessionInfo) -> Vec<String> {
