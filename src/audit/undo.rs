@@ -133,6 +133,23 @@ pub struct Conflict {
     pub reason: ConflictReason,
 }
 
+impl Conflict {
+    /// A conflict on a row of change `change_id`'s table, by its key's values.
+    fn of_row(
+        change_id: i64,
+        images: &Images,
+        key: Vec<Option<String>>,
+        reason: ConflictReason,
+    ) -> Conflict {
+        Conflict {
+            change_id,
+            table: images.table_label(),
+            key: images.key.iter().cloned().zip(key).collect(),
+            reason,
+        }
+    }
+}
+
 impl std::fmt::Display for Conflict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let key: Vec<String> = self
@@ -796,16 +813,14 @@ async fn referencing_rows(
         {
             let values: Vec<Option<String>> = r.try_get(0).map_err(pg("find referencing rows"))?;
             let rows: i64 = r.try_get(1).map_err(pg("find referencing rows"))?;
-            report.conflicts.push(Conflict {
-                change_id: x,
-                table: images.table_label(),
-                key: images.key.iter().cloned().zip(values).collect(),
-                reason: ConflictReason::Referenced {
-                    by: by.clone(),
-                    rows,
-                    on_delete: on_delete.clone(),
-                },
-            });
+            let reason = ConflictReason::Referenced {
+                by: by.clone(),
+                rows,
+                on_delete: on_delete.clone(),
+            };
+            report
+                .conflicts
+                .push(Conflict::of_row(x, images, values, reason));
         }
     }
     Ok(())
@@ -887,9 +902,6 @@ async fn conflicts(
         images.key_eq("t", "b"),
         images.key_eq("a", "b"),
     );
-    let key = |values: Vec<Option<String>>| -> Vec<(String, Option<String>)> {
-        images.key.iter().cloned().zip(values).collect()
-    };
     for r in client
         .query(&changed, &[])
         .await
@@ -898,16 +910,14 @@ async fn conflicts(
         let values: Vec<Option<String>> = r.try_get(0).map_err(pg("compare the rows"))?;
         let gone: bool = r.try_get(1).map_err(pg("compare the rows"))?;
         let columns: Vec<String> = r.try_get(2).map_err(pg("compare the rows"))?;
-        report.conflicts.push(Conflict {
-            change_id: x,
-            table: images.table_label(),
-            key: key(values),
-            reason: if gone {
-                ConflictReason::Gone
-            } else {
-                ConflictReason::Changed { columns }
-            },
-        });
+        let reason = if gone {
+            ConflictReason::Gone
+        } else {
+            ConflictReason::Changed { columns }
+        };
+        report
+            .conflicts
+            .push(Conflict::of_row(x, images, values, reason));
     }
     for r in client
         .query(&exists, &[])
@@ -915,12 +925,9 @@ async fn conflicts(
         .map_err(pg("compare the rows"))?
     {
         let values: Vec<Option<String>> = r.try_get(0).map_err(pg("compare the rows"))?;
-        report.conflicts.push(Conflict {
-            change_id: x,
-            table: images.table_label(),
-            key: key(values),
-            reason: ConflictReason::Exists,
-        });
+        report
+            .conflicts
+            .push(Conflict::of_row(x, images, values, ConflictReason::Exists));
     }
     Ok(())
 }
