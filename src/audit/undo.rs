@@ -219,8 +219,8 @@ pub enum UndoError {
         /// The undo in effect.
         by: i64,
     },
-    /// Rows changed since the change; nothing was done.
-    #[error("change {} cannot be undone: {} row(s) changed since (use --force to undo anyway)", .0.change_id, .0.conflicts.len())]
+    /// Rows in conflict (changed since, back again, or referenced); nothing was done.
+    #[error("change {} cannot be undone: {} conflict(s): rows changed since, back again, or referenced (use --force to undo anyway)", .0.change_id, .0.conflicts.len())]
     Conflicts(Box<UndoReport>),
     /// The change recorded no rows to reverse and moved no table.
     #[error("change {0} has nothing to undo")]
