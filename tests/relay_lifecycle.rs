@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use pgbelay::cluster::Cluster;
+use std::time::Duration;
 
 /// A tokio-postgres session through the proxy that must keep working.
 async fn bystander(proxy: &TestProxy) -> tokio_postgres::Client {
@@ -307,9 +308,10 @@ async fn killed_backend_gives_08006_and_a_clean_close() {
     assert_eq!(last.tag, b'E', "{got:?}");
     assert_eq!(last.code().as_deref(), Some("08006"), "{:?}", last.fields());
     // The postmaster recovers from the crash by itself; a shutdown request that arrives
-    // mid-recovery can hang pg_ctl, so wait until it accepts connections again.
+    // mid-recovery can hang pg_ctl, so wait until it accepts connections again (replaying
+    // the WAL and the checkpoint after it took over 10 s once, the full suite running).
     let url = own.superuser_url();
-    let recovered = eventually(|| async {
+    let recovered = eventually_within(Duration::from_secs(90), || async {
         let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
             .await
             .ok()?;

@@ -284,12 +284,22 @@ pub fn show(err: &tokio_postgres::Error) -> String {
 }
 
 /// Polls `check` every 100 ms until it returns `Some` or [`HANG_GUARD`] passes.
-pub async fn eventually<T, F, Fut>(mut check: F) -> Option<T>
+pub async fn eventually<T, F, Fut>(check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + HANG_GUARD;
+    eventually_within(HANG_GUARD, check).await
+}
+
+/// [`eventually`] with its own limit, for what the server takes its time over (crash
+/// recovery on a loaded machine).
+pub async fn eventually_within<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         if let Some(value) = check().await {
             return Some(value);
