@@ -161,12 +161,19 @@ pub(crate) fn locks(tree: &Node) -> bool {
 /// token boundaries are the server's; texts of only words, numbers and plain punctuation
 /// (what pgbench and most ORMs send) skip it ([`plain_masked_key`]).
 pub fn numeric_masked_key(sql: &str, dialect: Dialect) -> Option<(String, Range<usize>)> {
+    quick_masked_key(sql, dialect).unwrap_or_else(|| lexed_masked_key(sql))
+}
+
+/// [`numeric_masked_key`] where it is known without PostgreSQL's lexer (one pass over
+/// the text, for texts of only words, numbers and plain punctuation); `None` where only
+/// the lexer can tell.
+pub fn quick_masked_key(sql: &str, dialect: Dialect) -> Option<Option<(String, Range<usize>)>> {
     // pg_query's scan_tokens builds a slice from a null pointer when there is no token at
     // all (undefined behaviour); text with a non-blank character always has one.
     if !dialect.standard_conforming_strings || sql.trim().is_empty() || sql.contains('\0') {
-        return None;
+        return Some(None);
     }
-    plain_masked_key(sql).unwrap_or_else(|| lexed_masked_key(sql))
+    plain_masked_key(sql)
 }
 
 /// [`numeric_masked_key`] with PostgreSQL's lexer, for any text with a token.
@@ -217,89 +224,100 @@ fn lexed_masked_key(sql: &str) -> Option<(String, Range<usize>)> {
 /// and the lexer must decide. The keys start with `\u{2}`, so they never meet the
 /// lexer's keys.
 fn plain_masked_key(sql: &str) -> Option<Option<(String, Range<usize>)>> {
+    // One pass (this runs for every simple-protocol SELECT): bytes are checked, word runs
+    // copied or masked, and `;` counted as they come; the span is found from both ends
+    // after it.
     let bytes = sql.as_bytes();
-    if !bytes.iter().all(|&b| PLAIN[usize::from(b)]) {
-        return None;
-    }
-    let code = sql.trim_matches(|c: char| c.is_ascii_whitespace());
-    let start = sql.len()
-        - sql
-            .trim_start_matches(|c: char| c.is_ascii_whitespace())
-            .len();
-    let body = code.strip_suffix(';').unwrap_or(code);
-    let body = body.trim_end_matches(|c: char| c.is_ascii_whitespace());
-    let first_word_len = body.bytes().take_while(|&b| WORD[usize::from(b)]).count();
-    if !body[..first_word_len].eq_ignore_ascii_case("select") || body.contains(';') {
-        return Some(None);
-    }
-    // One pass over maximal word runs (`[A-Za-z0-9_]+`): each is checked for EXPLAIN and
-    // copied, with the punctuation between, in bulk; only a run of digits alone, with no
-    // `.` on either side (`1.5`), is masked. A word's digits belong to it (`t2`, `1e5`).
     let mut key = String::with_capacity(sql.len() + 1);
     key.push('\u{2}');
     let (mut i, mut copied) = (0, 0);
+    let mut semicolons = 0usize;
+    // Whether the first word, at the first non-blank byte, is SELECT; EXPLAIN anywhere.
+    let mut select_first: Option<bool> = None;
+    let mut explain = false;
     while i < bytes.len() {
-        if !WORD[usize::from(bytes[i])] {
-            i += 1;
-            continue;
-        }
-        let start_of_run = i;
-        let mut digits_only = true;
-        while i < bytes.len() && WORD[usize::from(bytes[i])] {
-            digits_only &= bytes[i].is_ascii_digit();
-            i += 1;
-        }
-        let run = &bytes[start_of_run..i];
-        if digits_only {
-            let dot_before = start_of_run > 0 && bytes[start_of_run - 1] == b'.';
-            let dot_after = bytes.get(i) == Some(&b'.');
-            if !dot_before && !dot_after {
-                key.push_str(&sql[copied..start_of_run]);
-                key.push('\u{1}');
-                copied = i;
+        match CLASS[usize::from(bytes[i])] {
+            Class::Other => return None,
+            Class::Blank => i += 1,
+            Class::Punctuation => {
+                semicolons += usize::from(bytes[i] == b';');
+                select_first.get_or_insert(false);
+                i += 1;
             }
-        } else if run.eq_ignore_ascii_case(b"explain") {
-            return Some(None);
+            Class::Word => {
+                let start_of_run = i;
+                let mut digits_only = true;
+                while i < bytes.len() && CLASS[usize::from(bytes[i])] == Class::Word {
+                    digits_only &= bytes[i].is_ascii_digit();
+                    i += 1;
+                }
+                let run = &bytes[start_of_run..i];
+                if digits_only {
+                    let dot_before = start_of_run > 0 && bytes[start_of_run - 1] == b'.';
+                    let dot_after = bytes.get(i) == Some(&b'.');
+                    if !dot_before && !dot_after {
+                        key.push_str(&sql[copied..start_of_run]);
+                        key.push('\u{1}');
+                        copied = i;
+                    }
+                } else {
+                    explain |= run.eq_ignore_ascii_case(b"explain");
+                }
+                select_first.get_or_insert_with(|| run.eq_ignore_ascii_case(b"select"));
+            }
         }
+    }
+    let blank = |b: &u8| CLASS[usize::from(*b)] == Class::Blank;
+    let start = bytes.iter().position(|b| !blank(b)).unwrap_or(bytes.len());
+    let mut end = bytes
+        .iter()
+        .rposition(|b| !blank(b))
+        .map_or(start, |l| l + 1);
+    // At most one `;`, and only at the end.
+    if end > start && bytes[end - 1] == b';' {
+        semicolons -= 1;
+        end = bytes[..end - 1]
+            .iter()
+            .rposition(|b| !blank(b))
+            .map_or(start, |l| l + 1);
+    }
+    if select_first != Some(true) || explain || semicolons > 0 {
+        return Some(None);
     }
     key.push_str(&sql[copied..]);
-    Some(Some((key, start..start + body.len())))
+    Some(Some((key, start..end)))
 }
 
-/// The bytes of a word: `[A-Za-z0-9_]`.
-static WORD: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        table[i] = (i as u8).is_ascii_alphanumeric() || i as u8 == b'_';
-        i += 1;
-    }
-    table
-};
+/// How [`plain_masked_key`] reads a byte.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// Not plain: the lexer must decide.
+    Other,
+    /// Space, tab, newline, carriage return.
+    Blank,
+    /// `= < > , ( ) . ; *`.
+    Punctuation,
+    /// `[A-Za-z0-9_]`.
+    Word,
+}
 
-/// The bytes [`plain_masked_key`] accepts: letters, digits, blanks and `_ = < > , ( ) . ; *`.
-static PLAIN: [bool; 256] = {
-    let mut table = [false; 256];
+static CLASS: [Class; 256] = {
+    let mut table = [Class::Other; 256];
     let mut i = 0;
     while i < 256 {
         let b = i as u8;
-        table[i] = b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b' ' | b'\t'
-                    | b'\n'
-                    | b'\r'
-                    | b'_'
-                    | b'='
-                    | b'<'
-                    | b'>'
-                    | b','
-                    | b'('
-                    | b')'
-                    | b'.'
-                    | b';'
-                    | b'*'
-            );
+        table[i] = if b.is_ascii_alphanumeric() || b == b'_' {
+            Class::Word
+        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            Class::Blank
+        } else if matches!(
+            b,
+            b'=' | b'<' | b'>' | b',' | b'(' | b')' | b'.' | b';' | b'*'
+        ) {
+            Class::Punctuation
+        } else {
+            Class::Other
+        };
         i += 1;
     }
     table
