@@ -374,6 +374,63 @@ async fn reads_cannot_write_in_autocommit_or_in_a_transaction() {
     );
 }
 
+/// A session remembers the numeric shapes of its last few plain reads and runs the next
+/// read of such a shape without judging it again. Each one still runs where the first
+/// did: read-only outside a transaction, in the read-only savepoint inside one (seeing
+/// the transaction's own writes), in the simple protocol and as a named Parse.
+#[tokio::test]
+async fn reads_of_a_remembered_shape_stay_guarded() {
+    let proxy = guarded(1000).await;
+    let (db, admin) = shop().await;
+    let client = connect_super(proxy.endpoint(), &db).await;
+    for n in 1..=3 {
+        let simple = format!("SELECT sneaky() + {n} FROM orders WHERE id = {n}");
+        let err = client.simple_query(&simple).await.expect_err(&simple);
+        assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+        let parsed = format!("SELECT sneaky() - {n}");
+        let err = client.query(&parsed, &[]).await.expect_err(&parsed);
+        assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+    }
+    client.batch_execute("BEGIN").await.expect("begin");
+    for n in 1..=3 {
+        let read = format!("SELECT total FROM orders WHERE id = {n}");
+        assert_eq!(simple_rows(&client, &read).await, 1, "{read}");
+    }
+    client
+        .batch_execute("UPDATE orders SET total = 7 WHERE id = 1")
+        .await
+        .expect("a write between the reads");
+    let seen: Vec<_> = client
+        .simple_query("SELECT total::text FROM orders WHERE id = 1")
+        .await
+        .expect("a read of the shape")
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seen, ["7.00"], "the read runs in the client's transaction");
+    let err = client
+        .query("SELECT sneaky() - 4", &[])
+        .await
+        .expect_err("a named Parse of the shape, in the transaction");
+    assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+    client.batch_execute("ROLLBACK").await.expect("rollback");
+    client.batch_execute("BEGIN").await.expect("begin");
+    let err = client
+        .simple_query("SELECT sneaky() + 4 FROM orders WHERE id = 4")
+        .await
+        .expect_err("a simple read of the shape, in the transaction");
+    assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+    client.batch_execute("ROLLBACK").await.expect("rollback");
+    assert_eq!(count(&admin, "SELECT count(*) FROM side_effects").await, 0);
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM orders WHERE total = 7").await,
+        0
+    );
+}
+
 /// Where a transaction starts or ends inside one Query, pgbelay cannot put its guard
 /// between the statements: transaction control sharing a Query with other statements is
 /// refused, and so is `DECLARE … WITH HOLD`, whose query runs again at COMMIT,

@@ -19,11 +19,12 @@ use crate::config::Settings;
 use crate::session::{Decision, Hooks, Plan, Position, SessionHooks, SessionInfo};
 use crate::sql::{
     Dialect, Kind, ParseError, QualifiedName, SessionReset, SettingName, SettingValue, Statement,
-    TransactionStart, analyze, canonical, locks_rows, numeric_masked_key,
+    TransactionStart, analyze, canonical, locks_rows, numeric_masked_key, quick_masked_key,
 };
 use crate::wire::TxStatus;
 
 use super::class::{IrreversibleKind, Unrecordable};
+use super::classify::classify;
 use super::record::{RecordedWrite, Recorder, Source};
 use super::refusal::Refusal;
 use super::{
@@ -38,6 +39,8 @@ pub const DEFAULT_CACHE_ENTRIES: usize = 4096;
 
 type Analysis = Arc<Result<Vec<Statement>, ParseError>>;
 type Cache = LruCache<String, Analysis>;
+/// A text's numeric-masked key and its statement's span ([`numeric_masked_key`]).
+type MaskedKey = (String, std::ops::Range<usize>);
 
 /// Only a single plain read with no setting change may stand for the other statements
 /// of its numeric-masked shape.
@@ -95,12 +98,18 @@ impl Guard {
     /// numeric-masked key ([`numeric_masked_key`]): a hit is a statement of the same shape
     /// that differs only in numbers, so its analysis holds with this text put in.
     pub(crate) fn analysis(&self, sql: &str, dialect: Dialect) -> Analysis {
-        self.analysis_and_whether_kept(sql, dialect).0
+        self.analysis_and_whether_kept(sql, dialect, None).0
     }
 
     /// [`Guard::analysis`], and whether the cache keeps it under this very text (not for a
     /// long text, nor for one found by its shape, which a new number replaces each time).
-    fn analysis_and_whether_kept(&self, sql: &str, dialect: Dialect) -> (Analysis, bool) {
+    /// `quick` is the text's [`quick_masked_key`] where the caller computed it.
+    fn analysis_and_whether_kept(
+        &self,
+        sql: &str,
+        dialect: Dialect,
+        quick: Option<Option<MaskedKey>>,
+    ) -> (Analysis, bool) {
         if sql.len() > MAX_CACHED_LEN {
             return (Arc::new(analyze(sql, dialect)), false);
         }
@@ -109,7 +118,10 @@ impl Guard {
         if let Some(hit) = self.lock(dialect).get(sql) {
             return (Arc::clone(hit), true);
         }
-        let masked = numeric_masked_key(sql, dialect);
+        let masked = match quick {
+            Some(known) => known,
+            None => numeric_masked_key(sql, dialect),
+        };
         if let Some((masked_key, span)) = &masked
             && let Some(shape) = self.lock_shapes().get(masked_key).cloned()
             && let (Ok([one]), Some(text)) = (
@@ -165,41 +177,100 @@ impl Guard {
 /// Statements longer than this (bytes) are not kept in a session's own recent list.
 const MAX_SESSION_RECENT_LEN: usize = 8 * 1024;
 
-/// How many analyses a session keeps in front of the shared cache.
+/// How many analyses (and plain-read shapes) a session keeps in front of the shared cache.
 const SESSION_RECENT: usize = 4;
+
+/// A single read that runs as it is: outside a transaction under the session's read-only
+/// default, inside one in the read-only savepoint ([`GuardSession::plain_read`]). Nothing
+/// in the session's state (prepared statements, held token) bears on it, only where the
+/// session stands, so a session may remember the fact instead of judging it again. The
+/// client encoding is checked at each use (it refuses every statement when unsafe).
+fn plain_read(analysis: &Analysis, audit_schema: &str, dialect: Dialect) -> bool {
+    let no_prepared = Prepared::new();
+    let ctx = Context {
+        dialect,
+        ..Context::offline(audit_schema, &no_prepared)
+    };
+    matches!(analysis.as_ref().as_ref().map(Vec::as_slice), Ok([one])
+        if one.kind == Kind::Read
+            && !one.locks_rows
+            && classify(one, &ctx, &no_prepared) == StatementClass::Read)
+}
+
+/// What a session's cache found for a text.
+enum Found {
+    /// A plain read ([`plain_read`]); for a text found by its numeric shape no analysis
+    /// with this text is built at all.
+    PlainRead,
+    /// Anything else, to be judged.
+    Other(Analysis),
+}
 
 /// The last few analyses one session looked up, in front of the shared cache. Most of a
 /// session's traffic repeats a handful of statements; finding one here is a text
 /// comparison, without the shared cache's lock (which every event loop contends for) and
 /// hash. An analysis is a pure function of text and dialect, so a copy here is the same
-/// value the shared cache would give.
+/// value the shared cache would give. Beside them, the numeric-masked keys of the plain
+/// reads it ran most recently (pgbench and ORMs in the simple protocol send a new text,
+/// of one shape, per call).
 #[derive(Debug, Default)]
 struct RecentAnalyses {
-    /// Newest first.
-    entries: std::collections::VecDeque<(String, Dialect, Analysis)>,
+    /// Newest first, with whether each is a plain read.
+    entries: std::collections::VecDeque<(String, Dialect, Analysis, bool)>,
+    /// Newest first. Masked keys exist only for `standard_conforming_strings = on`.
+    plain_shapes: std::collections::VecDeque<String>,
 }
 
 impl RecentAnalyses {
-    fn get(&mut self, guard: &Guard, sql: &str, dialect: Dialect) -> Analysis {
-        if let Some((_, _, analysis)) = self
+    fn get(&mut self, guard: &Guard, sql: &str, dialect: Dialect) -> Found {
+        if let Some((_, _, analysis, plain)) = self
             .entries
             .iter()
-            .find(|(text, d, _)| *d == dialect && text == sql)
+            .find(|(text, d, ..)| *d == dialect && text == sql)
         {
-            return Arc::clone(analysis);
+            return if *plain {
+                Found::PlainRead
+            } else {
+                Found::Other(Arc::clone(analysis))
+            };
         }
-        let (analysis, kept) = guard.analysis_and_whether_kept(sql, dialect);
+        // Without the lexer only: that one costs more than the shared cache's lookup.
+        let quick = (sql.len() <= MAX_CACHED_LEN)
+            .then(|| quick_masked_key(sql, dialect))
+            .flatten();
+        if let Some(Some((key, _))) = &quick
+            && self.plain_shapes.iter().any(|shape| shape == key)
+        {
+            return Found::PlainRead;
+        }
+        let (analysis, kept) = guard.analysis_and_whether_kept(sql, dialect, quick.clone());
+        let plain = plain_read(&analysis, &guard.audit_schema, dialect);
+        if let (Some(Some((key, _))), true) = (quick, plain) {
+            push_newest(&mut self.plain_shapes, key);
+            return Found::PlainRead;
+        }
         // What the shared cache does not keep by its text would only push out the
         // statements this session does repeat.
         if kept && sql.len() <= MAX_SESSION_RECENT_LEN {
-            if self.entries.len() == SESSION_RECENT {
-                self.entries.pop_back();
-            }
-            self.entries
-                .push_front((sql.to_string(), dialect, Arc::clone(&analysis)));
+            push_newest(
+                &mut self.entries,
+                (sql.to_string(), dialect, Arc::clone(&analysis), plain),
+            );
         }
-        analysis
+        if plain {
+            Found::PlainRead
+        } else {
+            Found::Other(analysis)
+        }
     }
+}
+
+/// Puts `item` in front of a session's recent list, dropping the oldest when full.
+fn push_newest<T>(list: &mut std::collections::VecDeque<T>, item: T) {
+    if list.len() == SESSION_RECENT {
+        list.pop_back();
+    }
+    list.push_front(item);
 }
 
 impl Hooks for Guard {
@@ -380,9 +451,18 @@ impl GuardSession {
             // afresh.
             self.batch_wrapped = None;
         }
+        let dialect = Dialect {
+            standard_conforming_strings: info.standard_conforming_strings,
+        };
+        let analysis = match self.recent.get(&self.guard, sql, dialect) {
+            Found::PlainRead if super::settings::encoding_ok(&info.client_encoding) => {
+                return self.plain_read(at, sql, parse_name);
+            }
+            // Judged below, to be refused for the encoding.
+            Found::PlainRead => self.guard.analysis(sql, dialect),
+            Found::Other(analysis) => analysis,
+        };
         let ctx = self.guard.context(info, &self.prepared);
-        let dialect = ctx.dialect;
-        let analysis = self.recent.get(&self.guard, sql, dialect);
         let judgement = judge_analyzed(sql, &analysis, &ctx);
         if let Some(decision) = self.approval_setting(&analysis, sql, parse_name, at) {
             return decision;
@@ -629,6 +709,37 @@ impl GuardSession {
 }
 
 impl GuardSession {
+    /// A plain read ([`plain_read`]): forwarded as it is outside a transaction (the
+    /// session's read-only default guards it), in the read-only savepoint inside one; held
+    /// while a pipelining client leaves the transaction status unknown. A Parse of one is
+    /// remembered for its Binds, and later in a batch it runs where the batch stays
+    /// guarded.
+    fn plain_read(&mut self, at: Position, sql: &str, parse_name: Option<&str>) -> Decision {
+        if let Some(name) = parse_name {
+            // A named Parse is reachable by SQL `EXECUTE name` too.
+            if !name.is_empty() {
+                self.note_locking(name, false);
+                self.prepared.insert(name.to_string(), StatementClass::Read);
+            }
+            self.remember_parse(name, Extended::Read, at);
+            if !at.batch_start {
+                let decision = self.mid_batch(at, Later::Read, || sql.to_owned());
+                if matches!(decision, Decision::Refuse(_)) {
+                    // The server never gets it: its Binds must not find it.
+                    self.extended.remove(name);
+                }
+                return decision;
+            }
+        }
+        if at.pipelined {
+            return Decision::Wait;
+        }
+        if at.tx_status == TxStatus::InTransaction {
+            return self.read_only_batch();
+        }
+        Decision::Forward
+    }
+
     /// Runs a recorded write (or an approved statement) where the session stands.
     fn run_recorded(
         &mut self,
