@@ -311,17 +311,24 @@ async fn killed_backend_gives_08006_and_a_clean_close() {
     // mid-recovery can hang pg_ctl, so wait until it accepts connections again (replaying
     // the WAL and the checkpoint after it took over 10 s once, the full suite running).
     let url = own.superuser_url();
+    let last_error = std::sync::Mutex::new(String::new());
     let recovered = eventually_within(Duration::from_secs(90), || async {
-        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        let tried = async {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+            tokio::spawn(conn);
+            client.simple_query("SELECT 1").await.map(|_| ())
+        };
+        tried
             .await
-            .ok()?;
-        tokio::spawn(conn);
-        client.simple_query("SELECT 1").await.ok().map(|_| ())
+            .map_err(|e| *last_error.lock().expect("lock") = show(&e))
+            .ok()
     })
     .await;
     assert!(
         recovered.is_some(),
-        "the server did not recover from the crash"
+        "the server did not recover from the crash (last error: {}):\n{}",
+        last_error.lock().expect("lock"),
+        own.log_tail()
     );
     // Restarted, the server is reachable through the same proxy again.
     let own = tokio::task::spawn_blocking(move || own.restart().map(|()| own))
