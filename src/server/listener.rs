@@ -150,10 +150,7 @@ impl Proxy {
                 shutdown.clone(),
             ));
         }
-        let stop = Shutdown {
-            drain: shutdown.clone(),
-            force: CancellationToken::new(),
-        };
+        let stop = Shutdown::default();
         let tracker = TaskTracker::new();
         let loops = EventLoops::start(self.settings.event_loops)?;
         let mut next_id: u64 = 0;
@@ -200,6 +197,8 @@ impl Proxy {
             }));
         }
         drop(self.listener);
+        // Sessions watch `StopSignal`s, not the token: one atomic load per wakeup.
+        stop.drain.fire();
         tracker.close();
         info!(
             sessions = tracker.len(),
@@ -213,7 +212,7 @@ impl Proxy {
                 sessions = tracker.len(),
                 "shutdown timeout: closing remaining sessions"
             );
-            stop.force.cancel();
+            stop.force.fire();
             let _ = tokio::time::timeout(Duration::from_secs(10), tracker.wait()).await;
         }
         drop(loops);

@@ -18,6 +18,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -25,7 +26,6 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::io::poll_read_buf;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tracing::{Instrument, debug, info, warn};
 
 pub use hooks::{Decision, Hooks, PassThrough, Plan, Position, SessionHooks, SessionInfo};
@@ -64,12 +64,58 @@ pub struct Shared {
 }
 
 /// Shutdown signals a session listens to.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Shutdown {
     /// End the session at its next idle point.
-    pub drain: CancellationToken,
+    pub drain: Arc<StopSignal>,
     /// End the session now.
-    pub force: CancellationToken,
+    pub force: Arc<StopSignal>,
+}
+
+/// A signal a busy session looks at for the price of one atomic load each time it runs
+/// out of work (a `CancellationToken` takes two locks there: every wakeup of every
+/// session would pay them). A session registers its waker once, with the first look.
+#[derive(Debug, Default)]
+pub struct StopSignal {
+    fired: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl StopSignal {
+    /// Fires the signal: every session sees it at its next look, and idle ones are woken.
+    pub fn fire(&self) {
+        // Set before the wakeups, so a session woken by one sees it.
+        self.fired.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// A session's way to watch it, with the `waiter` made when the session started (it
+    /// gets the wakeup even before it was first polled).
+    fn fired(&self, waiter: &mut Waiter<'_>, cx: &mut Context<'_>) -> bool {
+        if self.fired.load(Ordering::SeqCst) {
+            return true;
+        }
+        if !waiter.registered {
+            waiter.registered = true;
+            // The waker stays registered until the signal fires (one task, one waker).
+            return waiter.notified.as_mut().poll(cx).is_ready()
+                || self.fired.load(Ordering::SeqCst);
+        }
+        false
+    }
+
+    fn waiter(&self) -> Waiter<'_> {
+        Waiter {
+            notified: Box::pin(self.notify.notified()),
+            registered: false,
+        }
+    }
+}
+
+/// One session's registration with a [`StopSignal`].
+struct Waiter<'a> {
+    notified: Pin<Box<tokio::sync::futures::Notified<'a>>>,
+    registered: bool,
 }
 
 /// Why a session ended abnormally (logged; the client was told where possible).
@@ -412,19 +458,14 @@ where
         stop: &Shutdown,
     ) -> Result<(), SessionError> {
         let mut registration = None;
-        // The session's own nodes of the shutdown tokens: checking a token locks its
-        // node, and a node shared by every session would be contended on every wakeup.
-        let (drain, force) = (stop.drain.child_token(), stop.force.child_token());
-        let drain = drain.cancelled();
-        let force = force.cancelled();
-        tokio::pin!(drain, force);
+        let (mut drain, mut force) = (stop.drain.waiter(), stop.force.waiter());
         let (end, result) = std::future::poll_fn(|cx| {
             self.poll_relay(
                 cx,
                 &mut relay,
                 shared,
                 &mut registration,
-                (drain.as_mut(), force.as_mut()),
+                (stop, &mut drain, &mut force),
             )
         })
         .await;
@@ -443,10 +484,7 @@ where
         relay: &mut Relay,
         shared: &Shared,
         registration: &mut Option<cancel::Registration>,
-        (mut drain, mut force): (
-            Pin<&mut WaitForCancellationFuture<'_>>,
-            Pin<&mut WaitForCancellationFuture<'_>>,
-        ),
+        (stop, drain, force): (&Shutdown, &mut Waiter<'_>, &mut Waiter<'_>),
     ) -> Poll<(End, Result<(), SessionError>)> {
         loop {
             if relay.phase == Phase::Draining && relay.is_idle() {
@@ -530,11 +568,11 @@ where
             }
             // `force` fires only after `drain` (when the shutdown timeout runs out), so a
             // session watches one token at a time.
-            if relay.phase == Phase::Ready && drain.as_mut().poll(cx).is_ready() {
+            if relay.phase == Phase::Ready && stop.drain.fired(drain, cx) {
                 relay.phase = Phase::Draining;
                 continue;
             }
-            if relay.phase != Phase::Ready && force.as_mut().poll(cx).is_ready() {
+            if relay.phase != Phase::Ready && stop.force.fired(force, cx) {
                 relay
                     .to_client
                     .extend_from_slice(shutdown_error().to_frame().bytes());
