@@ -108,7 +108,7 @@ impl Guard {
         &self,
         sql: &str,
         dialect: Dialect,
-        quick: Option<Option<MaskedKey>>,
+        quick: Option<&Option<MaskedKey>>,
     ) -> (Analysis, bool) {
         if sql.len() > MAX_CACHED_LEN {
             return (Arc::new(analyze(sql, dialect)), false);
@@ -118,11 +118,15 @@ impl Guard {
         if let Some(hit) = self.lock(dialect).get(sql) {
             return (Arc::clone(hit), true);
         }
+        let computed;
         let masked = match quick {
             Some(known) => known,
-            None => numeric_masked_key(sql, dialect),
+            None => {
+                computed = numeric_masked_key(sql, dialect);
+                &computed
+            }
         };
-        if let Some((masked_key, span)) = &masked
+        if let Some((masked_key, span)) = masked
             && let Some(shape) = self.lock_shapes().get(masked_key).cloned()
             && let (Ok([one]), Some(text)) = (
                 shape.as_ref().as_ref().map(Vec::as_slice),
@@ -139,7 +143,8 @@ impl Guard {
         if let Some((masked_key, _)) = masked
             && shareable(&fresh)
         {
-            self.lock_shapes().put(masked_key, Arc::clone(&fresh));
+            self.lock_shapes()
+                .put(masked_key.clone(), Arc::clone(&fresh));
         }
         self.lock(dialect).put(sql.to_string(), Arc::clone(&fresh));
         (fresh, true)
@@ -185,7 +190,7 @@ const SESSION_RECENT: usize = 4;
 /// in the session's state (prepared statements, held token) bears on it, only where the
 /// session stands, so a session may remember the fact instead of judging it again. The
 /// client encoding is checked at each use (it refuses every statement when unsafe).
-fn plain_read(analysis: &Analysis, audit_schema: &str, dialect: Dialect) -> bool {
+fn is_plain_read(analysis: &Analysis, audit_schema: &str, dialect: Dialect) -> bool {
     let no_prepared = Prepared::new();
     let ctx = Context {
         dialect,
@@ -199,7 +204,7 @@ fn plain_read(analysis: &Analysis, audit_schema: &str, dialect: Dialect) -> bool
 
 /// What a session's cache found for a text.
 enum Found {
-    /// A plain read ([`plain_read`]); for a text found by its numeric shape no analysis
+    /// A plain read ([`is_plain_read`]); for a text found by its numeric shape no analysis
     /// with this text is built at all.
     PlainRead,
     /// Anything else, to be judged.
@@ -243,14 +248,15 @@ impl RecentAnalyses {
         {
             return Found::PlainRead;
         }
-        let (analysis, kept) = guard.analysis_and_whether_kept(sql, dialect, quick.clone());
-        let plain = plain_read(&analysis, &guard.audit_schema, dialect);
+        let (analysis, kept) = guard.analysis_and_whether_kept(sql, dialect, quick.as_ref());
+        // What the shared cache does not keep by its text would only push out the
+        // statements this session does repeat.
+        // Found out even when not remembered: it is less work than the judgement.
+        let plain = is_plain_read(&analysis, &guard.audit_schema, dialect);
         if let (Some(Some((key, _))), true) = (quick, plain) {
             push_newest(&mut self.plain_shapes, key);
             return Found::PlainRead;
         }
-        // What the shared cache does not keep by its text would only push out the
-        // statements this session does repeat.
         if kept && sql.len() <= MAX_SESSION_RECENT_LEN {
             push_newest(
                 &mut self.entries,
@@ -709,7 +715,7 @@ impl GuardSession {
 }
 
 impl GuardSession {
-    /// A plain read ([`plain_read`]): forwarded as it is outside a transaction (the
+    /// A plain read ([`is_plain_read`]): forwarded as it is outside a transaction (the
     /// session's read-only default guards it), in the read-only savepoint inside one; held
     /// while a pipelining client leaves the transaction status unknown. A Parse of one is
     /// remembered for its Binds, and later in a batch it runs where the batch stays
