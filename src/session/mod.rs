@@ -89,33 +89,38 @@ impl StopSignal {
         self.notify.notify_waiters();
     }
 
-    /// A session's way to watch it, with the `waiter` made when the session started (it
-    /// gets the wakeup even before it was first polled).
-    fn fired(&self, waiter: &mut Waiter<'_>, cx: &mut Context<'_>) -> bool {
-        if self.fired.load(Ordering::SeqCst) {
-            return true;
-        }
-        if !waiter.registered {
-            waiter.registered = true;
-            // The waker stays registered until the signal fires (one task, one waker).
-            return waiter.notified.as_mut().poll(cx).is_ready()
-                || self.fired.load(Ordering::SeqCst);
-        }
-        false
-    }
-
+    /// A session's watch on it, made when the session starts (it gets the wakeup even
+    /// before it is first looked at).
     fn waiter(&self) -> Waiter<'_> {
         Waiter {
+            signal: self,
             notified: Box::pin(self.notify.notified()),
             registered: false,
         }
     }
 }
 
-/// One session's registration with a [`StopSignal`].
+/// One session's watch on a [`StopSignal`].
 struct Waiter<'a> {
+    signal: &'a StopSignal,
     notified: Pin<Box<tokio::sync::futures::Notified<'a>>>,
     registered: bool,
+}
+
+impl Waiter<'_> {
+    /// Whether the signal fired; the first look registers the task's waker.
+    fn fired(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.signal.fired.load(Ordering::SeqCst) {
+            return true;
+        }
+        if !self.registered {
+            self.registered = true;
+            // The waker stays registered until the signal fires (one task, one waker).
+            return self.notified.as_mut().poll(cx).is_ready()
+                || self.signal.fired.load(Ordering::SeqCst);
+        }
+        false
+    }
 }
 
 /// Why a session ended abnormally (logged; the client was told where possible).
@@ -465,7 +470,7 @@ where
                 &mut relay,
                 shared,
                 &mut registration,
-                (stop, &mut drain, &mut force),
+                (&mut drain, &mut force),
             )
         })
         .await;
@@ -484,7 +489,7 @@ where
         relay: &mut Relay,
         shared: &Shared,
         registration: &mut Option<cancel::Registration>,
-        (stop, drain, force): (&Shutdown, &mut Waiter<'_>, &mut Waiter<'_>),
+        (drain, force): (&mut Waiter<'_>, &mut Waiter<'_>),
     ) -> Poll<(End, Result<(), SessionError>)> {
         loop {
             if relay.phase == Phase::Draining && relay.is_idle() {
@@ -568,11 +573,11 @@ where
             }
             // `force` fires only after `drain` (when the shutdown timeout runs out), so a
             // session watches one token at a time.
-            if relay.phase == Phase::Ready && stop.drain.fired(drain, cx) {
+            if relay.phase == Phase::Ready && drain.fired(cx) {
                 relay.phase = Phase::Draining;
                 continue;
             }
-            if relay.phase != Phase::Ready && stop.force.fired(force, cx) {
+            if relay.phase != Phase::Ready && force.fired(cx) {
                 relay
                     .to_client
                     .extend_from_slice(shutdown_error().to_frame().bytes());
