@@ -31,6 +31,11 @@ async fn simple_rows(client: &Client, sql: &str) -> usize {
 
 /// A database with `orders(id, customer, total, deleted_at)` (10 rows) and `notes` without
 /// a soft-delete column; returns its name and a direct superuser client.
+/// The server refused a write in a read-only transaction (25006).
+fn assert_read_only(err: &tokio_postgres::Error) {
+    assert_eq!(sqlstate(err).as_deref(), Some("25006"), "{}", show(err));
+}
+
 async fn shop() -> (String, Client) {
     let db = create_db("writes").await;
     let admin = connect_super(direct(), &db).await;
@@ -344,7 +349,7 @@ async fn reads_cannot_write_in_autocommit_or_in_a_transaction() {
         .query_one("SELECT sneaky()", &[])
         .await
         .expect_err("read-only");
-    assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+    assert_read_only(&err);
     client.batch_execute("BEGIN").await.expect("begin");
     // Row locks taken by a read in the transaction stay; the read itself cannot write.
     client
@@ -355,7 +360,7 @@ async fn reads_cannot_write_in_autocommit_or_in_a_transaction() {
         .simple_query("SELECT sneaky()")
         .await
         .expect_err("read-only savepoint");
-    assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+    assert_read_only(&err);
     client.batch_execute("ROLLBACK").await.expect("rollback");
     client.batch_execute("BEGIN").await.expect("begin");
     client
@@ -386,10 +391,10 @@ async fn reads_of_a_remembered_shape_stay_guarded() {
     for n in 1..=3 {
         let simple = format!("SELECT sneaky() + {n} FROM orders WHERE id = {n}");
         let err = client.simple_query(&simple).await.expect_err(&simple);
-        assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+        assert_read_only(&err);
         let parsed = format!("SELECT sneaky() - {n}");
         let err = client.query(&parsed, &[]).await.expect_err(&parsed);
-        assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+        assert_read_only(&err);
     }
     client.batch_execute("BEGIN").await.expect("begin");
     for n in 1..=3 {
@@ -415,14 +420,14 @@ async fn reads_of_a_remembered_shape_stay_guarded() {
         .query("SELECT sneaky() - 4", &[])
         .await
         .expect_err("a named Parse of the shape, in the transaction");
-    assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+    assert_read_only(&err);
     client.batch_execute("ROLLBACK").await.expect("rollback");
     client.batch_execute("BEGIN").await.expect("begin");
     let err = client
         .simple_query("SELECT sneaky() + 4 FROM orders WHERE id = 4")
         .await
         .expect_err("a simple read of the shape, in the transaction");
-    assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+    assert_read_only(&err);
     client.batch_execute("ROLLBACK").await.expect("rollback");
     assert_eq!(count(&admin, "SELECT count(*) FROM side_effects").await, 0);
     assert_eq!(
@@ -495,7 +500,7 @@ async fn a_function_turning_the_read_only_default_off_is_undone() {
             .query_one("SELECT sneaky()", &[])
             .await
             .expect_err("read-only again");
-        assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+        assert_read_only(&err);
         shown.iter().any(
             |m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("on")),
         )
@@ -607,7 +612,7 @@ async fn a_portal_run_on_in_a_later_batch_stays_read_only() {
         .query_portal(&sneaky, 0)
         .await
         .expect_err("later rows write");
-    assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+    assert_read_only(&err);
     tx.rollback().await.expect("rollback");
     assert_eq!(count(&admin, "SELECT count(*) FROM side_effects").await, 0);
 }
@@ -682,7 +687,7 @@ async fn queries_record_what_ran_and_keep_their_results() {
         .simple_query("SELECT 1; SELECT sneaky()")
         .await
         .expect_err("read-only");
-    assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+    assert_read_only(&err);
     client.batch_execute("ROLLBACK").await.expect("rollback");
     assert_eq!(count(&admin, "SELECT count(*) FROM side_effects").await, 0);
 }
@@ -725,7 +730,7 @@ async fn transactions_start_as_the_client_asked() {
         .batch_execute("UPDATE orders SET total = 8 WHERE id = 3")
         .await
         .expect_err("read-only transaction");
-    assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+    assert_read_only(&err);
     client.batch_execute("ROLLBACK").await.expect("rollback");
 }
 
@@ -765,7 +770,7 @@ async fn locking_reads_in_a_transaction_cannot_hide_writes() {
         .simple_query("SELECT id, sneaky() FROM orders WHERE id = 3 FOR UPDATE")
         .await
         .expect_err("hidden write");
-    assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+    assert_read_only(&err);
     let db_err = err.as_db_error().expect("db error");
     assert!(
         db_err.message().contains("wrote to the database"),
@@ -892,7 +897,7 @@ async fn executed_locking_reads_lock_and_cannot_hide_writes() {
         .batch_execute("EXECUTE sneaky_lock")
         .await
         .expect_err("hidden write");
-    assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+    assert_read_only(&err);
     client.batch_execute("ROLLBACK").await.expect("rollback");
     assert_eq!(count(&admin, "SELECT count(*) FROM side_effects").await, 0);
 
@@ -945,7 +950,7 @@ async fn additive_ddl_runs_in_autocommit_and_the_session_stays_guarded() {
         .batch_execute("CREATE TABLE copied AS SELECT sneaky()")
         .await
         .expect_err("a function in it wrote");
-    assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+    assert_read_only(&err);
     assert!(
         err.as_db_error()
             .is_some_and(|e| e.message().contains("wrote to side_effects")),
@@ -964,7 +969,7 @@ async fn additive_ddl_runs_in_autocommit_and_the_session_stays_guarded() {
         .batch_execute("CREATE INDEX ON orders ((looks_immutable(id)))")
         .await
         .expect_err("a function in the index expression wrote");
-    assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+    assert_read_only(&err);
     client
         .batch_execute("CREATE INDEX orders_lower ON orders ((lower(customer))) WHERE total > 1")
         .await
@@ -997,13 +1002,13 @@ async fn additive_ddl_runs_in_autocommit_and_the_session_stays_guarded() {
         .execute("CREATE TABLE copied AS SELECT sneaky()", &[])
         .await
         .expect_err("a function in it wrote, extended protocol, in a transaction");
-    assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+    assert_read_only(&err);
     client.batch_execute("ROLLBACK").await.expect("rollback");
     let err = client
         .query_one("SELECT sneaky()", &[])
         .await
         .expect_err("the session is read-only again");
-    assert_eq!(sqlstate(&err).as_deref(), Some("25006"), "{}", show(&err));
+    assert_read_only(&err);
     client
         .batch_execute("INSERT INTO later (id, v) VALUES (1, 'a')")
         .await
