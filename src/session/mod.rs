@@ -439,6 +439,23 @@ fn timed<T>(metrics: &crate::metrics::Metrics, f: impl FnOnce() -> T) -> T {
     result
 }
 
+/// The sources that returned `Pending` in one call of `poll_relay`: their wakers are
+/// registered, so they are not polled again until the task is woken.
+#[derive(Default)]
+struct Stalled {
+    client_read: bool,
+    upstream_read: bool,
+    client_write: bool,
+    upstream_write: bool,
+}
+
+/// A side to read.
+#[derive(Clone, Copy)]
+enum Side {
+    Client,
+    Upstream,
+}
+
 /// How the relay loop ended.
 enum End {
     /// Orderly: flush what is due to both sides, then close.
@@ -478,11 +495,15 @@ where
         result
     }
 
-    /// Moves bytes until nothing can move: output already due is written first, then
-    /// both sides are read (a side not while more than [`BACKPRESSURE`] waits for the
-    /// other). Returns `Pending` only after every source it depends on was polled, and
-    /// looks at the shutdown signals only then, so a busy session pays for neither a
-    /// `select!` per message nor the shutdown checks.
+    /// Moves bytes until nothing can move: output already due is written first, then one
+    /// side is read (not while more than [`BACKPRESSURE`] waits for the other), and what
+    /// that produced is written before the other side is polled. The side an answer is
+    /// awaited from is read first, so on a round trip the poll of the idle side (and the
+    /// re-poll of the side just read) come after the write, not before it. A source that
+    /// returned `Pending` is not polled again in the same call (its waker is registered).
+    /// Returns `Pending` only after every source it depends on was polled, and looks at the
+    /// shutdown signals only then, so a busy session pays for neither a `select!` per
+    /// message nor the shutdown checks.
     fn poll_relay(
         &mut self,
         cx: &mut Context<'_>,
@@ -491,6 +512,7 @@ where
         registration: &mut Option<cancel::Registration>,
         (drain, force): (&mut Waiter<'_>, &mut Waiter<'_>),
     ) -> Poll<(End, Result<(), SessionError>)> {
+        let mut stalled = Stalled::default();
         loop {
             if relay.phase == Phase::Draining && relay.is_idle() {
                 relay
@@ -499,9 +521,9 @@ where
                 return Poll::Ready((End::Flush, Ok(())));
             }
             // Another round is needed when input was read (it may have produced output)
-            // or a write left bytes behind (the next poll registers for writability).
+            // or a write left bytes behind (the next one registers for writability).
             let mut again = false;
-            if !relay.to_upstream.is_empty() {
+            if !relay.to_upstream.is_empty() && !stalled.upstream_write {
                 match poll_send(Pin::new(&mut self.up_w), cx, &mut relay.to_upstream) {
                     Poll::Ready(Ok(0)) => {
                         let e = SessionError::UpstreamIo(std::io::ErrorKind::WriteZero.into());
@@ -511,10 +533,10 @@ where
                     Poll::Ready(Err(e)) => {
                         return Poll::Ready((End::UpstreamGone, Err(SessionError::UpstreamIo(e))));
                     }
-                    Poll::Pending => {}
+                    Poll::Pending => stalled.upstream_write = true,
                 }
             }
-            if !relay.to_client.is_empty() {
+            if !relay.to_client.is_empty() && !stalled.client_write {
                 match poll_send(Pin::new(&mut self.client_w), cx, &mut relay.to_client) {
                     Poll::Ready(Ok(0)) => {
                         let e = SessionError::ClientIo(std::io::ErrorKind::WriteZero.into());
@@ -524,46 +546,29 @@ where
                     Poll::Ready(Err(e)) => {
                         return Poll::Ready((End::ClientGone, Err(SessionError::ClientIo(e))));
                     }
-                    Poll::Pending => {}
+                    Poll::Pending => stalled.client_write = true,
                 }
             }
-            if relay.to_upstream.len() < BACKPRESSURE {
-                match poll_read_buf(Pin::new(&mut self.client_r), cx, &mut self.cbuf) {
-                    Poll::Ready(Ok(0)) => return Poll::Ready((End::ClientGone, Ok(()))),
-                    Poll::Ready(Err(e)) => {
-                        return Poll::Ready((End::ClientGone, Err(SessionError::ClientIo(e))));
+            let sides = if relay.awaits_upstream() {
+                [Side::Upstream, Side::Client]
+            } else {
+                [Side::Client, Side::Upstream]
+            };
+            for side in sides {
+                let read = match side {
+                    Side::Client if !stalled.client_read => {
+                        self.poll_client(cx, relay, shared, &mut stalled)
                     }
-                    Poll::Ready(Ok(_)) => {
-                        match timed(&shared.metrics, || relay.client_bytes(&mut self.cbuf)) {
-                            Ok(Flow::Continue) => again = true,
-                            Ok(Flow::Close) => return Poll::Ready((End::Flush, Ok(()))),
-                            Err(e) => {
-                                let error = ErrorFields::fatal(
-                                    SqlState::PROTOCOL_VIOLATION,
-                                    format!("pgbelay: invalid message from client: {e}"),
-                                );
-                                relay.to_client.extend_from_slice(error.to_frame().bytes());
-                                let e = SessionError::ClientProtocol(e);
-                                return Poll::Ready((End::ClientGone, Err(e)));
-                            }
-                        }
+                    Side::Upstream if !stalled.upstream_read => {
+                        self.poll_upstream(cx, relay, shared, registration, &mut stalled)
                     }
-                    Poll::Pending => {}
-                }
-            }
-            if relay.to_client.len() < BACKPRESSURE {
-                match poll_read_buf(Pin::new(&mut self.up_r), cx, &mut self.ubuf) {
-                    Poll::Ready(Ok(0)) => return Poll::Ready((End::UpstreamGone, Ok(()))),
-                    Poll::Ready(Err(e)) => {
-                        return Poll::Ready((End::UpstreamGone, Err(SessionError::UpstreamIo(e))));
-                    }
-                    Poll::Ready(Ok(_)) => {
-                        if let Err(e) = upstream_frames(&mut self.ubuf, relay, shared, registration)
-                        {
-                            let e = SessionError::UpstreamProtocol(e);
-                            return Poll::Ready((End::UpstreamGone, Err(e)));
-                        }
+                    _ => continue,
+                };
+                match read {
+                    Poll::Ready(Some(end)) => return Poll::Ready(end),
+                    Poll::Ready(None) => {
                         again = true;
+                        break;
                     }
                     Poll::Pending => {}
                 }
@@ -584,6 +589,79 @@ where
                 return Poll::Ready((End::ClientGone, Ok(())));
             }
             return Poll::Pending;
+        }
+    }
+
+    /// Reads what the client sent and hands it to the relay: `Ready(None)` when input was
+    /// handled, `Ready(Some(end))` when the session ends, `Pending` when nothing was read
+    /// (the source is then marked stalled; so is it while the other side is backed up).
+    fn poll_client(
+        &mut self,
+        cx: &mut Context<'_>,
+        relay: &mut Relay,
+        shared: &Shared,
+        stalled: &mut Stalled,
+    ) -> Poll<Option<(End, Result<(), SessionError>)>> {
+        if relay.to_upstream.len() >= BACKPRESSURE {
+            return Poll::Pending;
+        }
+        match poll_read_buf(Pin::new(&mut self.client_r), cx, &mut self.cbuf) {
+            Poll::Ready(Ok(0)) => Poll::Ready(Some((End::ClientGone, Ok(())))),
+            Poll::Ready(Err(e)) => {
+                Poll::Ready(Some((End::ClientGone, Err(SessionError::ClientIo(e)))))
+            }
+            Poll::Ready(Ok(_)) => {
+                match timed(&shared.metrics, || relay.client_bytes(&mut self.cbuf)) {
+                    Ok(Flow::Continue) => Poll::Ready(None),
+                    Ok(Flow::Close) => Poll::Ready(Some((End::Flush, Ok(())))),
+                    Err(e) => {
+                        let error = ErrorFields::fatal(
+                            SqlState::PROTOCOL_VIOLATION,
+                            format!("pgbelay: invalid message from client: {e}"),
+                        );
+                        relay.to_client.extend_from_slice(error.to_frame().bytes());
+                        let e = SessionError::ClientProtocol(e);
+                        Poll::Ready(Some((End::ClientGone, Err(e))))
+                    }
+                }
+            }
+            Poll::Pending => {
+                stalled.client_read = true;
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Reads what the server sent and hands it to the relay, as [`Io::poll_client`] does.
+    fn poll_upstream(
+        &mut self,
+        cx: &mut Context<'_>,
+        relay: &mut Relay,
+        shared: &Shared,
+        registration: &mut Option<cancel::Registration>,
+        stalled: &mut Stalled,
+    ) -> Poll<Option<(End, Result<(), SessionError>)>> {
+        if relay.to_client.len() >= BACKPRESSURE {
+            return Poll::Pending;
+        }
+        match poll_read_buf(Pin::new(&mut self.up_r), cx, &mut self.ubuf) {
+            Poll::Ready(Ok(0)) => Poll::Ready(Some((End::UpstreamGone, Ok(())))),
+            Poll::Ready(Err(e)) => {
+                Poll::Ready(Some((End::UpstreamGone, Err(SessionError::UpstreamIo(e)))))
+            }
+            Poll::Ready(Ok(_)) => {
+                match upstream_frames(&mut self.ubuf, relay, shared, registration) {
+                    Ok(()) => Poll::Ready(None),
+                    Err(e) => {
+                        let e = SessionError::UpstreamProtocol(e);
+                        Poll::Ready(Some((End::UpstreamGone, Err(e))))
+                    }
+                }
+            }
+            Poll::Pending => {
+                stalled.upstream_read = true;
+                Poll::Pending
+            }
         }
     }
 
