@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::session::cancel::CancelMap;
-use crate::session::{self, Hooks, Shared, Shutdown};
+use crate::session::{self, Hooks, Shared, Shutdown, Timers};
 
 /// Why the proxy could not start: a setting, or an address it cannot listen on.
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +134,7 @@ impl Proxy {
     /// Accepts clients until `shutdown` fires, then lets open sessions finish (each ends
     /// at its next idle point) for up to `shutdown_timeout`, and then closes the rest.
     pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        let loops = EventLoops::start(self.settings.event_loops)?;
         let shared = Arc::new(Shared {
             settings: self.settings.clone(),
             hooks: self.hooks,
@@ -141,6 +142,7 @@ impl Proxy {
             metrics: self.metrics.clone(),
             tls: self.tls,
             upstream_tls: self.upstream_tls,
+            timers: loops.timers.clone(),
         });
         if let Some(listener) = self.metrics_listener {
             info!(metrics = %listener.local_addr()?, "serving /metrics");
@@ -152,7 +154,6 @@ impl Proxy {
         }
         let stop = Shutdown::default();
         let tracker = TaskTracker::new();
-        let loops = EventLoops::start(self.settings.event_loops)?;
         let mut next_id: u64 = 0;
         info!(listen = %self.listener.local_addr()?, upstream = %self.settings.upstream, "pgbelay listening");
         loop {
@@ -231,6 +232,9 @@ impl Proxy {
 /// Dropping this stops the loops (and any session still on them).
 struct EventLoops {
     loops: Vec<EventLoop>,
+    /// The sessions' timeouts sleep on one more thread, whose runtime has the time
+    /// driver the loops go without (`session::Timers`).
+    timers: Timers,
     done: CancellationToken,
 }
 
@@ -252,10 +256,18 @@ impl Drop for OnLoop {
 impl EventLoops {
     fn start(n: usize) -> std::io::Result<EventLoops> {
         let done = CancellationToken::new();
+        let timer = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()?;
+        let timers = Timers::on(timer.handle().clone());
+        let stop = done.clone();
+        std::thread::Builder::new()
+            .name("pgbelay-timers".into())
+            .spawn(move || timer.block_on(stop.cancelled_owned()))?;
         let mut loops = Vec::with_capacity(n);
         for i in 0..n.max(1) {
             let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
+                .enable_io()
                 .build()?;
             loops.push(EventLoop {
                 handle: runtime.handle().clone(),
@@ -266,7 +278,11 @@ impl EventLoops {
                 .name(format!("pgbelay-loop-{i}"))
                 .spawn(move || runtime.block_on(stop.cancelled_owned()))?;
         }
-        Ok(EventLoops { loops, done })
+        Ok(EventLoops {
+            loops,
+            timers,
+            done,
+        })
     }
 
     /// Runs `session` on the loop with the fewest sessions open (the first of equals).

@@ -92,7 +92,7 @@ impl Registration {
 }
 
 /// Sends a CancelRequest for `key` to its server on a new connection.
-pub async fn forward_cancel(key: &UpstreamKey) -> std::io::Result<()> {
+pub async fn forward_cancel(key: &UpstreamKey, timers: &super::Timers) -> std::io::Result<()> {
     let mut stream = super::upstream::connect(&key.addr).await?;
     stream
         .write_all(&cancel_request(key.pid, &key.secret))
@@ -101,10 +101,11 @@ pub async fn forward_cancel(key: &UpstreamKey) -> std::io::Result<()> {
     // The server closes the connection without replying; wait briefly for that so the
     // request is not cut off by our own close.
     let mut byte = [0u8; 1];
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(2),
-        tokio::io::AsyncReadExt::read(&mut stream, &mut byte),
-    )
-    .await;
+    let _ = timers
+        .timeout(
+            std::time::Duration::from_secs(2),
+            tokio::io::AsyncReadExt::read(&mut stream, &mut byte),
+        )
+        .await;
     Ok(())
 }

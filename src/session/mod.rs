@@ -12,6 +12,7 @@ pub mod cancel;
 mod hooks;
 mod relay;
 mod state;
+mod timer;
 pub mod upstream;
 
 use std::future::Future;
@@ -31,6 +32,7 @@ use tracing::{Instrument, debug, info, warn};
 pub use hooks::{Decision, Hooks, PassThrough, Plan, Position, SessionHooks, SessionInfo};
 pub use relay::{Flow, Relay, RelayError};
 pub use state::Phase;
+pub use timer::{TimedOut, Timers};
 
 use crate::config::Settings;
 use crate::tls::ClientStream;
@@ -61,6 +63,8 @@ pub struct Shared {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// TLS to the server (`upstream_sslmode`), `None` for plain.
     pub upstream_tls: Option<crate::tls::UpstreamTls>,
+    /// Where the sessions' timeouts sleep (the event loops have no time driver).
+    pub timers: Timers,
 }
 
 /// Shutdown signals a session listens to.
@@ -231,11 +235,13 @@ async fn open(
 ) -> Result<Option<Opened>, SessionError> {
     let mut cbuf = BytesMut::with_capacity(8 * 1024);
     let startup = loop {
-        let step = tokio::time::timeout(
-            STARTUP_TIMEOUT,
-            startup(&mut client, &mut cbuf, shared.tls.is_some()),
-        )
-        .await;
+        let step = shared
+            .timers
+            .timeout(
+                STARTUP_TIMEOUT,
+                startup(&mut client, &mut cbuf, shared.tls.is_some()),
+            )
+            .await;
         match step {
             Err(_) => return Err(SessionError::StartupTimeout),
             Ok(Err(SessionError::ClientProtocol(e))) => {
@@ -260,7 +266,7 @@ async fn open(
                         "SSLRequest",
                     )));
                 };
-                let handshake = tokio::time::timeout(STARTUP_TIMEOUT, acceptor.accept(tcp));
+                let handshake = shared.timers.timeout(STARTUP_TIMEOUT, acceptor.accept(tcp));
                 client = match handshake.await {
                     Ok(Ok(tls)) => ClientStream::Tls(Box::new(tls)),
                     Ok(Err(e)) => return Err(SessionError::Tls(e)),
@@ -274,7 +280,7 @@ async fn open(
             match shared.cancels.lookup(pid, &secret) {
                 Some(key) => {
                     info!(pid, "forwarding cancel request");
-                    cancel::forward_cancel(&key)
+                    cancel::forward_cancel(&key, &shared.timers)
                         .await
                         .map_err(SessionError::UpstreamIo)?;
                 }
@@ -491,7 +497,7 @@ where
             )
         })
         .await;
-        self.finish(end, &mut relay).await;
+        self.finish(end, &mut relay, &shared.timers).await;
         result
     }
 
@@ -665,21 +671,24 @@ where
         }
     }
 
-    async fn finish(&mut self, end: End, relay: &mut Relay) {
+    async fn finish(&mut self, end: End, relay: &mut Relay, timers: &Timers) {
         const LINGER: Duration = Duration::from_secs(5);
         const LINGER_READ: Duration = Duration::from_secs(1);
         match end {
             End::Flush => {
-                let _ = tokio::time::timeout(LINGER, self.up_w.write_all(&relay.to_upstream)).await;
+                let _ = timers
+                    .timeout(LINGER, self.up_w.write_all(&relay.to_upstream))
+                    .await;
             }
             End::ClientGone => {
                 // Terminate makes the backend end (and roll back) at once.
-                let _ = tokio::time::timeout(
-                    LINGER,
-                    self.up_w
-                        .write_all(crate::wire::encode::terminate().bytes()),
-                )
-                .await;
+                let _ = timers
+                    .timeout(
+                        LINGER,
+                        self.up_w
+                            .write_all(crate::wire::encode::terminate().bytes()),
+                    )
+                    .await;
             }
             End::UpstreamGone => {
                 if !relay.upstream_fatal {
@@ -691,22 +700,24 @@ where
                 }
             }
         }
-        let _ = tokio::time::timeout(LINGER, self.up_w.shutdown()).await;
-        let told = tokio::time::timeout(LINGER, async {
-            self.client_w.write_all(&relay.to_client).await?;
-            self.client_w.shutdown().await
-        })
-        .await;
+        let _ = timers.timeout(LINGER, self.up_w.shutdown()).await;
+        let told = timers
+            .timeout(LINGER, async {
+                self.client_w.write_all(&relay.to_client).await?;
+                self.client_w.shutdown().await
+            })
+            .await;
         if matches!(told, Ok(Ok(()))) {
             // Lingering close: a socket closed with unread input sends RST, and the
             // client's kernel may then drop our last bytes (the FATAL saying why) before
             // the client reads them. A client that sent more meanwhile gets EOF, reads
             // the FATAL, and closes; its input is read and dropped until then.
-            let _ = tokio::time::timeout(LINGER_READ, async {
-                let mut sink = [0u8; 4096];
-                while matches!(self.client_r.read(&mut sink).await, Ok(n) if n > 0) {}
-            })
-            .await;
+            let _ = timers
+                .timeout(LINGER_READ, async {
+                    let mut sink = [0u8; 4096];
+                    while matches!(self.client_r.read(&mut sink).await, Ok(n) if n > 0) {}
+                })
+                .await;
         }
     }
 }
