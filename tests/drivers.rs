@@ -10,11 +10,9 @@
 //! message saying so (never a skip). Each test has its own database laid out by
 //! `tests/drivers/schema.sql`; each step of a program works on its own rows of `items`.
 //!
-//! Some steps of the programs are not run here because they fail today; each reproduces an
-//! open problem when run by name (see the programs' headers): pgjdbc `tx_write_first`
-//! (autocommit off, the transaction's first statement a write), `fetch_size_then_write`
-//! and `statement_batch`; asyncpg `prepare_write_then_read`, `prepare_read_then_write` and
-//! `copy_records` (which gets no answer at all).
+//! pgjdbc's `statement_batch` (two different writes in one batch) is refused unless pgjdbc
+//! sends them as separate queries (`preferQueryMode=extendedForPrepared`), which the test
+//! runs; the plain form reproduces the open problem when run by name.
 
 mod common;
 
@@ -560,7 +558,14 @@ async fn asyncpg_works_through_the_proxy_and_its_writes_are_recorded() {
     let program = Program::asyncpg();
     let proxy = TestProxy::start().await;
     let (db, admin) = driver_db("drv_asyncpg").await;
-    let extra = ["prepared_explicit", "executemany", "copy_in"];
+    let extra = [
+        "prepared_explicit",
+        "executemany",
+        "copy_in",
+        "copy_records",
+        "prepare_write_then_read",
+        "prepare_read_then_write",
+    ];
     let steps: Vec<&str> = COMMON_STEPS.iter().chain(&extra).copied().collect();
     let run = program.run(proxy.endpoint(), &db, &steps).await;
     let direct = program.run(direct(), &db, TYPED_STEPS).await;
@@ -605,7 +610,30 @@ async fn asyncpg_works_through_the_proxy_and_its_writes_are_recorded() {
         "{copied:?}"
     );
 
-    assert_eq!(change_count(&admin).await, COMMON_CHANGES + 10 + 3 + 1);
+    // copy_records_to_table() describes the table with Parse/Describe/Flush and then sends
+    // the COPY as a simple Query, with no Sync between: the relay ends the batch first.
+    assert_eq!(run.value("copy_records", "status"), &json!("COPY 1"));
+    assert_eq!(item(&admin, 23).await, Some((230, false)));
+    let copied = history(&admin, 23).await;
+    assert!(
+        copied.len() == 1 && copied[0].ends_with(": after qty=230"),
+        "{copied:?}"
+    );
+    // Connection.prepare() leaves its batch open (Flush): the next statement prepared or
+    // run behind it starts a batch of its own, and the writes are recorded.
+    assert_eq!(run.value("prepare_write_then_read", "reads"), &json!([161]));
+    assert_eq!(
+        history(&admin, 16).await,
+        updated("UPDATE items SET qty = qty + 1 WHERE id = $1", 160, 161)
+    );
+    assert_eq!(run.value("prepare_read_then_write", "rowcount"), &json!(1));
+    assert_eq!(run.value("prepare_read_then_write", "reads"), &json!([173]));
+    assert_eq!(
+        history(&admin, 17).await,
+        updated("UPDATE items SET qty = qty + 3 WHERE id = $1", 170, 173)
+    );
+
+    assert_eq!(change_count(&admin).await, COMMON_CHANGES + 10 + 3 + 1 + 3);
 }
 
 #[tokio::test]
@@ -628,7 +656,13 @@ async fn pgjdbc_works_through_the_proxy_and_its_writes_are_recorded() {
     let (db, admin) = driver_db("drv_pgjdbc").await;
     // Autocommit on for the common steps' own connection; tx_commit, tx_rollback,
     // prepared_tx and batch_tx use a second one with setAutoCommit(false).
-    let extra = ["prepared_tx", "batch", "batch_tx"];
+    let extra = [
+        "prepared_tx",
+        "batch",
+        "batch_tx",
+        "tx_write_first",
+        "fetch_size_then_write",
+    ];
     let steps: Vec<&str> = COMMON_STEPS.iter().chain(&extra).copied().collect();
     let run = program.run(proxy.endpoint(), &db, &steps).await;
     let direct = program.run(direct(), &db, TYPED_STEPS).await;
@@ -659,22 +693,36 @@ async fn pgjdbc_works_through_the_proxy_and_its_writes_are_recorded() {
         );
     }
 
-    // With preferQueryMode=extendedForPrepared pgjdbc sends BEGIN as a query of its own,
-    // so a transaction may start with a write; a Statement batch of two writes goes out
-    // as separate queries too.
-    let workaround = program
-        .run_with(
-            proxy.endpoint(),
-            &db,
-            &["tx_write_first", "statement_batch"],
-            &[("PGJDBC_PROPERTIES", "preferQueryMode=extendedForPrepared")],
-        )
-        .await;
-    assert_eq!(workaround.value("tx_write_first", "read"), &json!(1000));
+    // Autocommit off, the transaction's first statement a write: pgjdbc sends BEGIN in the
+    // write's batch; the relay ends the batch after the BEGIN and the write is recorded.
+    assert_eq!(run.value("tx_write_first", "read"), &json!(1000));
+    assert_eq!(run.value("tx_write_first", "rowcounts"), &json!([1]));
     assert_eq!(
         history(&admin, 8).await,
         updated("UPDATE items SET qty = $1 WHERE id = $2", 80, 1000)
     );
+    // A read with a fetch size in a transaction, then an INSERT: pgjdbc sends the Close of
+    // the read's portal in front of the INSERT, in one batch.
+    assert_eq!(run.value("fetch_size_then_write", "read"), &json!(14));
+    assert_eq!(run.value("fetch_size_then_write", "rowcounts"), &json!([1]));
+    assert_eq!(item(&admin, 22).await, Some((220, false)));
+    let inserted = history(&admin, 22).await;
+    assert!(
+        inserted.len() == 1 && inserted[0].ends_with(": after qty=220"),
+        "{inserted:?}"
+    );
+
+    // A Statement batch of two different writes is refused in one batch (the second runs
+    // after the first in one implicit transaction, where nothing can be put in front of
+    // it); with preferQueryMode=extendedForPrepared pgjdbc sends them as separate queries.
+    let workaround = program
+        .run_with(
+            proxy.endpoint(),
+            &db,
+            &["statement_batch"],
+            &[("PGJDBC_PROPERTIES", "preferQueryMode=extendedForPrepared")],
+        )
+        .await;
     assert_eq!(
         workaround.value("statement_batch", "rowcounts"),
         &json!([1, 1])
@@ -691,5 +739,8 @@ async fn pgjdbc_works_through_the_proxy_and_its_writes_are_recorded() {
         );
     }
 
-    assert_eq!(change_count(&admin).await, COMMON_CHANGES + 10 + 6 + 1 + 2);
+    assert_eq!(
+        change_count(&admin).await,
+        COMMON_CHANGES + 10 + 6 + 1 + 1 + 2
+    );
 }

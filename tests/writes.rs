@@ -55,6 +55,19 @@ async fn shop() -> (String, Client) {
     (db, admin)
 }
 
+/// A guarded proxy, the shop with `tables` granted to `trust_user`, and a raw protocol
+/// connection through the proxy as `trust_user` with `application_name` `app`.
+async fn raw_shop(tables: &str, app: &str) -> (TestProxy, String, Client, RawConn) {
+    let proxy = guarded(1000).await;
+    let (db, admin) = shop().await;
+    admin
+        .batch_execute(&format!("GRANT ALL ON {tables} TO {TRUST_USER}"))
+        .await
+        .expect("grants");
+    let (conn, _) = RawConn::startup(&proxy.addr().to_string(), &db, app).await;
+    (proxy, db, admin, conn)
+}
+
 #[tokio::test]
 async fn update_records_one_change_with_exact_images() {
     let proxy = guarded(1000).await;
@@ -521,19 +534,14 @@ async fn a_function_turning_the_read_only_default_off_is_undone() {
 
 /// pgjdbc with autocommit off sends BEGIN and the transaction's first statement in one
 /// batch, where nothing can be put in front of the statement: reads there are checked for
-/// hidden writes after the batch; transaction control later in a batch is refused (it
-/// could commit before a check or release the read-only savepoint).
+/// hidden writes after the batch; a statement that needs wrapping (a write, DDL, a locking
+/// read) gets a batch of its own, the relay ending the BEGIN's batch with a Sync of its own
+/// (the transaction block stays open), and is recorded or checked there; transaction
+/// control later in a batch that ran something else is refused (it could commit before a
+/// check or release the read-only savepoint).
 #[tokio::test]
-async fn reads_behind_a_begin_in_one_batch_are_checked() {
-    let proxy = guarded(1000).await;
-    let (db, admin) = shop().await;
-    admin
-        .batch_execute(&format!(
-            "GRANT ALL ON orders, side_effects TO {TRUST_USER}"
-        ))
-        .await
-        .expect("grants");
-    let (mut conn, _) = RawConn::startup(&proxy.addr().to_string(), &db, "jdbc").await;
+async fn statements_behind_a_begin_in_one_batch_are_checked_or_recorded() {
+    let (_proxy, _db, admin, mut conn) = raw_shop("orders, side_effects", "jdbc").await;
     let errors = batch(&mut conn, &["BEGIN", "SELECT sneaky()"]).await;
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].contains("wrote to the database"), "{errors:?}");
@@ -573,13 +581,176 @@ async fn reads_behind_a_begin_in_one_batch_are_checked() {
         "SELECT id FROM orders WHERE id = 3 FOR UPDATE",
     ] {
         let errors = batch(&mut conn, &["BEGIN", later]).await;
-        assert_eq!(errors.len(), 1, "{later}: {errors:?}");
-        assert!(
-            errors[0].contains("middle of an extended-protocol batch"),
-            "{later}: {errors:?}"
-        );
+        assert!(errors.is_empty(), "{later}: {errors:?}");
         batch(&mut conn, &["ROLLBACK"]).await;
     }
+    // A locking read behind the BEGIN is checked like any in a transaction.
+    let errors = batch(
+        &mut conn,
+        &[
+            "BEGIN",
+            "SELECT sneaky() FROM orders WHERE id = 3 FOR UPDATE",
+        ],
+    )
+    .await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("wrote to the database"), "{errors:?}");
+    batch(&mut conn, &["ROLLBACK"]).await;
+
+    // The transaction's first statement a write (pgjdbc, autocommit off): recorded.
+    let errors = batch(
+        &mut conn,
+        &["BEGIN", "UPDATE orders SET total = 6 WHERE id = 4"],
+    )
+    .await;
+    assert!(errors.is_empty(), "{errors:?}");
+    batch(&mut conn, &["COMMIT"]).await;
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM pgbelay.changes
+              WHERE statement = 'UPDATE orders SET total = 6 WHERE id = 4' AND rows = 1"
+        )
+        .await,
+        1
+    );
+    // A read that wrote, then a write, behind the BEGIN: the read's check fails when the
+    // relay ends the batch, and the write behind it is discarded, as the server discards
+    // what follows an error in a batch.
+    let errors = batch(
+        &mut conn,
+        &[
+            "BEGIN",
+            "SELECT sneaky()",
+            "UPDATE orders SET total = 7 WHERE id = 5",
+        ],
+    )
+    .await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("wrote to the database"), "{errors:?}");
+    batch(&mut conn, &["ROLLBACK"]).await;
+    assert_eq!(count(&admin, "SELECT count(*) FROM side_effects").await, 0);
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM orders WHERE id = 5 AND total = 7"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM pgbelay.changes").await,
+        2,
+        "the first UPDATE and this one"
+    );
+}
+
+/// Close('S' or 'P', name): what pgjdbc sends, in front of a statement's own messages, for
+/// a cached statement it evicted or a cursor it is done with.
+fn close(kind: u8, name: &str) -> Vec<u8> {
+    frame(b'C', &[&[kind], name.as_bytes(), &[0]].concat())
+}
+
+/// A batch that starts with a Close (which the relay forwards without asking the policy):
+/// the statement behind it is judged as a batch start, not with what the previous batch
+/// left behind. In a transaction a read there runs in the read-only savepoint, a write is
+/// recorded.
+#[tokio::test]
+async fn a_statement_behind_a_close_is_judged_as_its_batch_start() {
+    let (_proxy, _db, admin, mut conn) = raw_shop("orders, side_effects", "jdbc").await;
+    batch(&mut conn, &["BEGIN"]).await;
+    // A read in the read-only savepoint: the batch after it starts with a Close.
+    let errors = batch(&mut conn, &["SELECT id FROM orders WHERE id = 1"]).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    let mut bytes = close(b'P', "C_1");
+    bytes.extend(step("SELECT sneaky()"));
+    let errors = synced(&mut conn, bytes).await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("read-only transaction"), "{errors:?}");
+    batch(&mut conn, &["ROLLBACK"]).await;
+    assert_eq!(count(&admin, "SELECT count(*) FROM side_effects").await, 0);
+
+    let mut bytes = close(b'S', "S_1");
+    bytes.extend(step("UPDATE orders SET total = 8 WHERE id = 6"));
+    let errors = synced(&mut conn, bytes).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM pgbelay.changes
+              WHERE statement = 'UPDATE orders SET total = 8 WHERE id = 6' AND rows = 1"
+        )
+        .await,
+        1
+    );
+}
+
+/// What a raw connection to `addr` gets for asyncpg's `prepare()` (Parse, Describe, Flush:
+/// no Sync) followed by a simple Query, and for a failing Parse followed by a Query and a
+/// Sync: message types, and the transaction status of each ReadyForQuery.
+async fn flushed_batch_then_query(addr: &str, db: &str) -> Vec<String> {
+    let (mut conn, _) = RawConn::startup(addr, db, "asyncpg").await;
+    let mut seen = Vec::new();
+    let mut note = |msgs: Vec<Msg>| {
+        for m in msgs {
+            seen.push(match m.tag {
+                b'Z' => format!("Z{}", m.body[0] as char),
+                b'E' => format!("E{}", m.code().unwrap_or_default()),
+                tag => (tag as char).to_string(),
+            });
+        }
+    };
+    let parse = |name: &str, sql: &str| {
+        frame(
+            b'P',
+            &[name.as_bytes(), &[0], sql.as_bytes(), &[0, 0, 0]].concat(),
+        )
+    };
+    let mut bytes = parse("s1", "SELECT id FROM orders WHERE id = $1::int");
+    bytes.extend(frame(b'D', b"Ss1\0"));
+    bytes.extend(frame(b'H', &[]));
+    conn.send(&bytes).await;
+    note(conn.read_until(b'T').await.expect("prepare answered"));
+    conn.send(&query_message("SELECT 2")).await;
+    note(conn.read_until(b'Z').await.expect("query answered"));
+
+    let mut bytes = parse("s2", "SELECT nope FROM nowhere");
+    bytes.extend(frame(b'H', &[]));
+    conn.send(&bytes).await;
+    note(vec![conn.read_message().await.expect("parse error")]);
+    let mut bytes = query_message("SELECT 3");
+    bytes.extend(frame(b'S', &[]));
+    conn.send(&bytes).await;
+    note(conn.read_until(b'Z').await.expect("sync answered"));
+    // The session goes on.
+    conn.send(&query_message("SELECT 4")).await;
+    note(conn.read_until(b'Z').await.expect("query answered"));
+    seen
+}
+
+/// asyncpg's `prepare()` ends its batch with Flush, and `copy_records_to_table()` sends a
+/// simple Query behind it: the server runs such a Query inside the open batch and ends
+/// both with one ReadyForQuery. The relay ends the batch first (with a Sync whose
+/// ReadyForQuery the client never sees) and then judges the Query; after a failed batch
+/// the Query is skipped up to the client's Sync, as the server skips it. The client gets
+/// the same messages as directly.
+#[tokio::test]
+async fn a_query_behind_a_flushed_batch_is_answered_as_directly() {
+    let proxy = guarded(1000).await;
+    let (db, admin) = shop().await;
+    admin
+        .batch_execute(&format!("GRANT ALL ON orders TO {TRUST_USER}"))
+        .await
+        .expect("grants");
+    let through = flushed_batch_then_query(&proxy.addr().to_string(), &db).await;
+    let direct = flushed_batch_then_query(&direct().addr(), &db).await;
+    assert_eq!(
+        through,
+        [
+            "1", "t", "T", "T", "D", "C", "ZI", "E42P01", "ZI", "T", "D", "C", "ZI"
+        ]
+    );
+    assert_eq!(through, direct);
 }
 
 /// tokio-postgres' portals (`Transaction::bind`, `query_portal`) run a query a few rows
@@ -1117,13 +1288,7 @@ async fn statements_later_in_a_read_write_batch_are_refused() {
 /// autocommit (it would run read-write in the BEGIN's transaction).
 #[tokio::test]
 async fn a_batch_pipelined_behind_begin_is_not_judged_on_a_stale_status() {
-    let proxy = guarded(1000).await;
-    let (db, admin) = shop().await;
-    admin
-        .batch_execute(&format!("GRANT ALL ON side_effects TO {TRUST_USER}"))
-        .await
-        .expect("grants");
-    let (mut conn, _) = RawConn::startup(&proxy.addr().to_string(), &db, "pipeline").await;
+    let (_proxy, _db, admin, mut conn) = raw_shop("side_effects", "pipeline").await;
     let mut bytes = query_message("BEGIN");
     bytes.extend(step("SET work_mem = '5MB'"));
     bytes.extend(step("SELECT sneaky()"));
@@ -1190,13 +1355,7 @@ async fn synced(conn: &mut RawConn, mut bytes: Vec<u8>) -> Vec<String> {
 /// executions; a Parse sent alone records nothing.
 #[tokio::test]
 async fn a_named_write_parsed_and_bound_in_one_batch_is_recorded() {
-    let proxy = guarded(1000).await;
-    let (db, admin) = shop().await;
-    admin
-        .batch_execute(&format!("GRANT ALL ON orders TO {TRUST_USER}"))
-        .await
-        .expect("grants");
-    let (mut conn, _) = RawConn::startup(&proxy.addr().to_string(), &db, "jdbc").await;
+    let (_proxy, _db, admin, mut conn) = raw_shop("orders", "jdbc").await;
     let sql = "UPDATE orders SET total = $1 WHERE id = $2";
 
     let errors = synced(&mut conn, named_step("S_1", Some(sql), &["7", "1"])).await;
@@ -1262,15 +1421,7 @@ async fn a_named_write_parsed_and_bound_in_one_batch_is_recorded() {
 /// did not see prepared, or saw dropped (`DEALLOCATE ALL`, `DISCARD ALL`), is refused.
 #[tokio::test]
 async fn statements_prepared_in_sql_are_bound_as_guarded_and_unknown_ones_refused() {
-    let proxy = guarded(1000).await;
-    let (db, admin) = shop().await;
-    admin
-        .batch_execute(&format!(
-            "GRANT ALL ON orders, side_effects TO {TRUST_USER}"
-        ))
-        .await
-        .expect("grants");
-    let (mut conn, _) = RawConn::startup(&proxy.addr().to_string(), &db, "bind").await;
+    let (_proxy, _db, admin, mut conn) = raw_shop("orders, side_effects", "bind").await;
     let simple = async |conn: &mut RawConn, sql: &str| {
         conn.send(&query_message(sql)).await;
         let answer = conn.read_until(b'Z').await.expect("answered");

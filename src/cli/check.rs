@@ -65,6 +65,7 @@ fn show_recording(judgement: &mut Judgement, sql: &str, settings: &Settings) {
         tx_status: crate::wire::TxStatus::Idle,
         pipelined: false,
         batch_start: true,
+        batch_ran: false,
     };
     let source = policy::Source {
         text: &one.text,

@@ -758,6 +758,10 @@ impl GuardSession {
         if let Some(name) = parse_name {
             self.extended
                 .insert(name.to_string(), Extended::Write(recorded.clone()));
+            // Later in a batch that can still be ended, it starts a batch of its own.
+            if !at.batch_start && self.can_end_batch(at) {
+                return Decision::Wait;
+            }
             // Only the text changes here, and its Bind decides (and refuses when it cannot
             // be wrapped), later in a batch and for an approved statement: a Parse sent
             // alone (tokio-postgres prepares first) would spend the token on nothing.
@@ -794,6 +798,17 @@ impl GuardSession {
         } else {
             self.locking_prepared.remove(name);
         }
+    }
+
+    /// Whether the batch a message arrives in can be ended before it, by a Sync of the
+    /// relay's own ([`Decision::Wait`]), without changing what the batch does: nothing in
+    /// it has run yet (a Parse, Describe or Close commits nothing and leaves no portal),
+    /// or it only opened a transaction block with a read-write `BEGIN` (and read in it,
+    /// with the check due after the batch), which a Sync leaves open. pgjdbc sends `BEGIN`
+    /// in the batch of a transaction's first statement, and a Close of a cached statement
+    /// or cursor in front of one; asyncpg's `prepare()` leaves its batch open (Flush).
+    fn can_end_batch(&self, at: Position) -> bool {
+        !at.batch_ran || matches!(self.batch_mode, BatchMode::Begun | BatchMode::BegunChecked)
     }
 
     /// A new extended-protocol batch (or a simple Query): nothing wrapped yet.
@@ -876,6 +891,9 @@ impl GuardSession {
         };
         if guarded {
             Decision::Forward
+        } else if self.can_end_batch(at) {
+            // It starts a batch of its own instead, where it is judged again.
+            Decision::Wait
         } else {
             refuse(Refusal::statement(
                 IrreversibleKind::Unrecordable(Unrecordable::MidBatchUnguarded),
@@ -1011,6 +1029,9 @@ impl SessionHooks for GuardSession {
                     return Decision::Forward;
                 }
                 if !at.batch_start {
+                    if self.can_end_batch(at) {
+                        return Decision::Wait;
+                    }
                     return refuse(Refusal::statement(
                         IrreversibleKind::Unrecordable(Unrecordable::MidBatch),
                         &execute_of(statement),
@@ -1131,6 +1152,7 @@ mod test {
             tx_status: TxStatus::Idle,
             pipelined: false,
             batch_start: true,
+            batch_ran: false,
         }
     }
 

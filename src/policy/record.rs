@@ -527,6 +527,7 @@ mod test {
             tx_status,
             pipelined: false,
             batch_start: true,
+            batch_ran: false,
         }
     }
 

@@ -48,9 +48,16 @@ pub struct Position {
     /// True when requests are still waiting for their responses, so `tx_status` may be
     /// out of date by the time this statement runs (a pipelining client).
     pub pipelined: bool,
-    /// True when this message opens an extended-protocol batch (nothing since the last
-    /// Sync). Statements can only be injected before a batch at its start.
+    /// True when this message opens an extended-protocol batch for the hooks: nothing
+    /// since the last Sync, or only messages the relay forwards without asking (a Close or
+    /// a Describe; then `pipelined` is true). Statements can only be injected before a
+    /// batch at its start.
     pub batch_start: bool,
+    /// True when a Bind or Execute of the current batch has gone upstream. Until then the
+    /// relay can end the batch with a Sync of its own without changing what it does (a
+    /// Parse, Describe or Close commits nothing and leaves no portal), which it does when
+    /// the hooks answer [`Decision::Wait`] in the middle of a batch.
+    pub batch_ran: bool,
 }
 
 /// What to do with one Query or Parse.
@@ -62,8 +69,12 @@ pub enum Decision {
     Rewrite(Plan),
     /// Hold this message, and every message after it, until every earlier request has
     /// been answered; then ask again. For a policy whose plan depends on the transaction
-    /// status, which a pipelining client leaves unknown until then. Only asked for at a
-    /// batch start with requests in flight (`Position::pipelined`).
+    /// status, which a pipelining client leaves unknown until then (`Position::pipelined`),
+    /// or for a message that must start a batch of its own. In the middle of a batch the
+    /// relay first ends the batch with a Sync of its own (its ReadyForQuery swallowed), so
+    /// the policy asks for it there only where that Sync changes nothing the client can
+    /// tell: nothing in the batch has run yet (`Position::batch_ran`), or it only opened
+    /// a transaction block.
     Wait,
     /// Do not run it; the client gets this error (and, for Parse, the extended protocol's
     /// discard-until-Sync behaviour), exactly as if the server had raised it.

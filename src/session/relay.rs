@@ -58,6 +58,15 @@ pub struct Relay {
     hooks: Box<dyn SessionHooks>,
     pending: VecDeque<Unit>,
     batch: Batch,
+    /// A message of the open batch has reached the hooks (one the relay only forwarded,
+    /// a Close or a Describe, does not count): until then the hooks see a batch start.
+    batch_seen: bool,
+    /// A Bind or Execute of the open batch has gone upstream: ending the batch early would
+    /// now commit (in autocommit) or drop portals.
+    batch_ran: bool,
+    /// A batch the relay ended with its own Sync failed: the client's messages held
+    /// meanwhile are discarded up to its own Sync, as the server would have done.
+    discard_held: bool,
     poison_seq: u64,
     session_tag: u64,
     /// A statement of the current group (injected statements plus the client's request
@@ -106,6 +115,9 @@ impl Relay {
             hooks,
             pending: VecDeque::new(),
             batch: Batch::Closed,
+            batch_seen: false,
+            batch_ran: false,
+            discard_held: false,
             poison_seq: 0,
             session_tag: rand::random::<u64>(),
             group_failed: false,
@@ -163,7 +175,8 @@ impl Relay {
         Position {
             tx_status: self.tx_status,
             pipelined: !self.pending.is_empty(),
-            batch_start: matches!(self.batch, Batch::Closed),
+            batch_start: matches!(self.batch, Batch::Closed) || !self.batch_seen,
+            batch_ran: self.batch_ran,
         }
     }
 
@@ -314,6 +327,9 @@ impl Relay {
             return Ok(self.discarding(tag));
         }
         match tag {
+            // The server would run it inside the open batch and end both with one
+            // ReadyForQuery; the relay ends the batch first and judges it after.
+            FrontendTag::Query if matches!(self.batch, Batch::Open { .. }) => self.wait(&frame),
             FrontendTag::Query => self.query(&frame)?,
             FrontendTag::Parse => self.parse(&frame)?,
             FrontendTag::Sync => self.sync(&frame),
@@ -351,8 +367,9 @@ impl Relay {
     fn discarding(&mut self, tag: FrontendTag) -> Flow {
         match tag {
             FrontendTag::Sync => {
-                self.batch = Batch::Closed;
-                self.forget_batch_portals();
+                self.end_batch();
+                // The client has its answer: the group is over.
+                self.group_failed = false;
                 let ready = encode::ready_for_query(self.tx_status);
                 self.send_client(&ready);
                 Flow::Continue
@@ -454,12 +471,18 @@ impl Relay {
     /// Sends injected statements as simple Queries; the last of an `after` list hands its
     /// ReadyForQuery to the client.
     fn inject(&mut self, statements: &[String], after: bool) {
+        self.inject_units(statements, after, false);
+    }
+
+    fn inject_units(&mut self, statements: &[String], forward_last_ready: bool, quiet: bool) {
         for (i, sql) in statements.iter().enumerate() {
             self.send_upstream(&encode::query(sql));
             self.pending.push_back(Unit {
                 origin: Origin::Injected {
-                    forward_ready: after && i + 1 == statements.len(),
+                    forward_ready: forward_last_ready && i + 1 == statements.len(),
                 },
+                quiet,
+                failed: false,
             });
         }
     }
@@ -498,6 +521,7 @@ impl Relay {
                 && let Batch::Open { after: due } = &mut self.batch
                 && let Some(Unit {
                     origin: Origin::Client { swallow_ready, .. },
+                    ..
                 }) = self.pending.back_mut()
             {
                 // The batch's ReadyForQuery now answers the last of these instead.
@@ -511,6 +535,7 @@ impl Relay {
                         Origin::Client {
                             rename_tag: slot, ..
                         },
+                    ..
                 }),
             ) = (rename_tag, self.pending.back_mut())
             {
@@ -572,6 +597,7 @@ impl Relay {
                 self.refuse_extended(error);
             }
         }
+        self.batch_seen |= matches!(self.batch, Batch::Open { .. });
         Ok(())
     }
 
@@ -590,6 +616,7 @@ impl Relay {
             origin: Origin::Client {
                 poison: Some(_), ..
             },
+            ..
         }) = self.pending.back()
         {
             // The batch already fails at an earlier poison: the server discards the rest
@@ -600,6 +627,7 @@ impl Relay {
         let sql = poison.sql();
         if let Some(Unit {
             origin: Origin::Client { poison: slot, .. },
+            ..
         }) = self.pending.back_mut()
         {
             *slot = Some(poison);
@@ -608,8 +636,12 @@ impl Relay {
         self.send_upstream(&encode::parse(&sql, &sql, &[]));
     }
 
-    /// Holds `frame` (and what follows) until nothing is in flight.
+    /// Holds `frame` (and what follows) until nothing is in flight; an open batch is ended
+    /// first (it would never be answered before the client's Sync).
     fn wait(&mut self, frame: &Frame) {
+        if matches!(self.batch, Batch::Open { .. }) {
+            self.end_batch_quietly();
+        }
         if self.pending.is_empty() {
             // Nothing to wait for: a policy asking anyway would loop; refuse instead.
             let error = ErrorFields::error(
@@ -689,10 +721,12 @@ impl Relay {
             Decision::Forward => {
                 self.open_batch(Vec::new(), None);
                 self.send_upstream(frame);
+                self.batch_ran = true;
             }
             Decision::Rewrite(plan) => {
                 if self.plan_batch(&plan.before, plan.after, plan.rename_tag) {
                     self.send_upstream(frame);
+                    self.batch_ran = true;
                 }
             }
             Decision::Refuse(error) => {
@@ -702,15 +736,50 @@ impl Relay {
                 self.refuse_extended(error);
             }
         }
+        self.batch_seen |= matches!(self.batch, Batch::Open { .. });
     }
 
     fn sync(&mut self, frame: &Frame) {
-        self.forget_batch_portals();
         self.open_batch(Vec::new(), None);
         self.send_upstream(frame);
-        if let Batch::Open { after } = std::mem::take(&mut self.batch) {
-            self.inject(&after, true);
+        let after = self.end_batch();
+        self.inject(&after, true);
+    }
+
+    /// The batch's Sync went upstream: the next message starts a new batch. Returns the
+    /// statements due after it.
+    fn end_batch(&mut self) -> Vec<String> {
+        self.forget_batch_portals();
+        self.batch_seen = false;
+        self.batch_ran = false;
+        match std::mem::take(&mut self.batch) {
+            Batch::Open { after } => after,
+            Batch::Closed | Batch::Discarding => Vec::new(),
         }
+    }
+
+    /// Ends the open batch with a Sync of the relay's own, whose ReadyForQuery (and the
+    /// batch's `after` statements') the client never sees. For a message that must wait
+    /// for the batch to be answered (a simple Query, which the server would run inside
+    /// the batch and answer with one ReadyForQuery for both; a statement that must start a
+    /// batch of its own) while the client has not sent Sync: asyncpg's `prepare()` ends
+    /// with Flush, pgjdbc sends `BEGIN` in the batch of a transaction's first statement.
+    /// The hooks ask for it only where the batch has run nothing that a Sync would commit
+    /// or end (see [`Position::batch_ran`]). If the batch fails, the client's messages up
+    /// to its own Sync are discarded, as the server would have discarded them.
+    fn end_batch_quietly(&mut self) {
+        // An open batch holds back everything after it: its unit is the last.
+        if let Some(unit) = self.pending.back_mut() {
+            unit.quiet = true;
+            // It may have failed already (its error flushed by the client's Flush).
+            self.discard_held |= unit.failed;
+            if let Origin::Client { swallow_ready, .. } = &mut unit.origin {
+                *swallow_ready = true;
+            }
+        }
+        self.send_upstream(&encode::sync());
+        let after = self.end_batch();
+        self.inject_units(&after, false, true);
     }
 
     /// Handles one frame from the server.
@@ -723,7 +792,8 @@ impl Relay {
                     let by_client = matches!(
                         self.pending.front(),
                         Some(Unit {
-                            origin: Origin::Client { .. }
+                            origin: Origin::Client { .. },
+                            ..
                         })
                     );
                     let asked = self
@@ -774,6 +844,10 @@ impl Relay {
         if ready {
             self.tx_status = decode::ready_for_query(&frame).map_err(RelayError::Upstream)?;
         }
+        if tag == BackendTag::ErrorResponse {
+            head.failed = true;
+            self.discard_held |= head.quiet;
+        }
         let forward = match &mut head.origin {
             Origin::Client {
                 swallow_ready,
@@ -823,6 +897,7 @@ impl Relay {
             let done = self.pending.pop_front();
             if let Some(Unit {
                 origin: Origin::Client { .. },
+                ..
             }) = done
                 && let Some(after) = self.deferred_after.take()
             {
@@ -842,7 +917,12 @@ impl Relay {
                 self.waiting = false;
             }
             if !self.waiting && self.deferred_after.is_none() && !self.held.is_empty() {
-                // What the client sent meanwhile was held back (see `client_frame`).
+                // What the client sent meanwhile was held back (see `client_frame`); after
+                // a failed batch that the relay ended, up to the client's Sync it is what
+                // the server would have skipped.
+                if self.pending.is_empty() && std::mem::take(&mut self.discard_held) {
+                    self.batch = Batch::Discarding;
+                }
                 for held in std::mem::take(&mut self.held) {
                     if self.client_frame(held)? == Flow::Close {
                         return Ok(Flow::Close);
@@ -899,6 +979,8 @@ fn client_unit(swallow_ready: bool, rename_tag: Option<(String, String)>) -> Uni
             poison: None,
             rename_tag,
         },
+        quiet: false,
+        failed: false,
     }
 }
 

@@ -67,6 +67,12 @@ impl Poison {
 pub struct Unit {
     /// Whose it is.
     pub origin: Origin,
+    /// Part of a batch the relay ended with a Sync of its own (and of the statements
+    /// after it): an error here means the client's messages up to its own Sync are
+    /// discarded, as the server would have discarded them.
+    pub quiet: bool,
+    /// An ErrorResponse of this unit has arrived.
+    pub failed: bool,
 }
 
 /// The client's current extended-protocol batch (messages since the last Sync).

@@ -10,9 +10,9 @@
 // executions of one PreparedStatement it switches to a named server-side statement.
 // Exit code 3: the pgjdbc driver is not on the class path (run scripts/setup).
 //
-// tx_write_first, fetch_size_then_write and statement_batch are not among the default
-// steps: they reproduce open problems (a write that is not the first message of its
-// extended-protocol batch is refused); run them by name. PGJDBC_PROPERTIES adds connection properties, e.g.
+// statement_batch is not among the default steps: it reproduces an open problem (a write
+// behind another statement that already ran in its extended-protocol batch is refused);
+// run it by name. PGJDBC_PROPERTIES adds connection properties, e.g.
 // "preferQueryMode=extendedForPrepared".
 
 import java.io.FileOutputStream;
@@ -42,7 +42,7 @@ public class PgjdbcCheck {
     static final List<String> STEPS = Arrays.asList(
             "connect", "types_stored", "types_params", "div_zero", "after_error", "update",
             "soft_delete", "drop", "after_refusal", "tx_commit", "tx_rollback", "prepared",
-            "prepared_tx", "batch", "batch_tx");
+            "prepared_tx", "batch", "batch_tx", "tx_write_first", "fetch_size_then_write");
 
     Connection auto;
     Connection tx;

@@ -9,9 +9,8 @@ database laid out by tests/drivers/schema.sql, runs the steps named on the comma
 (a named server-side statement, kept in its statement cache). The test asserts on these
 lines and on the database. Exit code 3: asyncpg is not installed (run scripts/setup).
 
-prepare_write_then_read, prepare_read_then_write and copy_records are not among the
-default steps: they reproduce open problems (a statement prepared with Connection.prepare()
-shares its batch with the next one); run them by name.
+Connection.prepare() ends its batch with Flush, not Sync: prepare_write_then_read,
+prepare_read_then_write and copy_records send the next statement into that open batch.
 """
 
 import asyncio
@@ -197,12 +196,12 @@ class Steps:
         )
         return {"rowcount": rowcount(status), "status": status}
 
-    # Not run by the test (open problems): a statement prepared with Connection.prepare()
-    # is followed, before any Sync, by the next statement's messages.
+    # A statement prepared with Connection.prepare() is followed, before any Sync, by the
+    # next statement's messages.
 
     async def copy_records(self):
         # copy_records_to_table() describes the table with Parse/Describe/Flush, then sends
-        # the COPY as a simple Query. Through pgbelay no answer comes.
+        # the COPY as a simple Query (pgbelay once left it unanswered: the guard).
         try:
             status = await asyncio.wait_for(
                 self.conn.copy_records_to_table("items", records=[(23, "item 23", 230, None)]), 10
@@ -241,6 +240,9 @@ STEPS = [
     "prepared_explicit",
     "executemany",
     "copy_in",
+    "copy_records",
+    "prepare_write_then_read",
+    "prepare_read_then_write",
 ]
 
 
