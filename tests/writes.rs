@@ -688,7 +688,7 @@ async fn a_statement_behind_a_close_is_judged_as_its_batch_start() {
 /// What a raw connection to `addr` gets for asyncpg's `prepare()` (Parse, Describe, Flush:
 /// no Sync) followed by a simple Query, and for a failing Parse followed by a Query and a
 /// Sync: message types, and the transaction status of each ReadyForQuery.
-async fn flushed_batch_then_query(addr: &str, db: &str) -> Vec<String> {
+async fn flushed_batch_then_query(addr: &str, db: &str, copy_id: i32) -> Vec<String> {
     let (mut conn, _) = RawConn::startup(addr, db, "asyncpg").await;
     let mut seen = Vec::new();
     let mut note = |msgs: Vec<Msg>| {
@@ -725,6 +725,19 @@ async fn flushed_batch_then_query(addr: &str, db: &str) -> Vec<String> {
     // The session goes on.
     conn.send(&query_message("SELECT 4")).await;
     note(conn.read_until(b'Z').await.expect("query answered"));
+
+    // copy_records_to_table(): the table described (Parse, Describe, Flush), then the COPY
+    // as a simple Query with its data streamed behind it, not waiting for CopyInResponse.
+    let mut bytes = parse("s3", "SELECT * FROM orders LIMIT 1");
+    bytes.extend(frame(b'D', b"Ss3\0"));
+    bytes.extend(frame(b'H', &[]));
+    conn.send(&bytes).await;
+    note(conn.read_until(b'T').await.expect("describe answered"));
+    let mut bytes = query_message("COPY orders (id, customer) FROM STDIN");
+    bytes.extend(frame(b'd', format!("{copy_id}\tcopied\n").as_bytes()));
+    bytes.extend(frame(b'c', &[]));
+    conn.send(&bytes).await;
+    note(conn.read_until(b'Z').await.expect("copy answered"));
     seen
 }
 
@@ -742,15 +755,29 @@ async fn a_query_behind_a_flushed_batch_is_answered_as_directly() {
         .batch_execute(&format!("GRANT ALL ON orders TO {TRUST_USER}"))
         .await
         .expect("grants");
-    let through = flushed_batch_then_query(&proxy.addr().to_string(), &db).await;
-    let direct = flushed_batch_then_query(&direct().addr(), &db).await;
+    let through = flushed_batch_then_query(&proxy.addr().to_string(), &db, 11).await;
+    let direct = flushed_batch_then_query(&direct().addr(), &db, 12).await;
     assert_eq!(
         through,
         [
-            "1", "t", "T", "T", "D", "C", "ZI", "E42P01", "ZI", "T", "D", "C", "ZI"
+            "1", "t", "T", "T", "D", "C", "ZI", "E42P01", "ZI", "T", "D", "C", "ZI", "1", "t", "T",
+            "G", "C", "ZI"
         ]
     );
     assert_eq!(through, direct);
+    // The COPY through pgbelay is recorded.
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM pgbelay.changes WHERE kind = 'insert' AND rows = 1"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM orders WHERE id IN (11, 12)").await,
+        2
+    );
 }
 
 /// tokio-postgres' portals (`Transaction::bind`, `query_portal`) run a query a few rows
@@ -1777,5 +1804,87 @@ async fn a_prepared_soft_delete_describes_and_returns_like_a_delete() {
         )
         .await,
         1
+    );
+}
+
+/// Sends `data` through tokio-postgres' `copy_in` (Bind, Execute, Sync; the data; CopyDone,
+/// Sync): the rows copied, or the error; a panic if no answer comes.
+async fn copy_in(
+    client: &Client,
+    sql: &str,
+    data: &'static [u8],
+) -> Result<u64, tokio_postgres::Error> {
+    use futures_util::SinkExt;
+    let copy = async {
+        let sink = client.copy_in(sql).await?;
+        let mut sink = std::pin::pin!(sink);
+        sink.send(bytes::Bytes::from_static(data)).await?;
+        sink.as_mut().finish().await
+    };
+    tokio::time::timeout(HANG_GUARD, copy)
+        .await
+        .unwrap_or_else(|_| panic!("{sql}: no answer"))
+}
+
+/// COPY FROM STDIN through the extended protocol (tokio-postgres `copy_in`): the server
+/// ignores the Sync sent behind the Execute while it reads the copy data, and answers the
+/// client's Sync after CopyDone; pgbelay's statements after the write (the COMMIT in
+/// autocommit) wait for that answer instead of landing in the copy data. Recorded in
+/// autocommit and in the client's transaction; a failing copy leaves the session usable.
+#[tokio::test]
+async fn copy_from_stdin_through_the_extended_protocol_is_recorded() {
+    let proxy = guarded(1000).await;
+    let (db, admin) = shop().await;
+    let client = connect_super(proxy.endpoint(), &db).await;
+    let copy = "COPY orders (id, customer) FROM STDIN";
+    assert_eq!(
+        copy_in(&client, copy, b"50\tx\n51\ty\n")
+            .await
+            .expect("autocommit"),
+        2
+    );
+    client.batch_execute("BEGIN").await.expect("begin");
+    assert_eq!(
+        copy_in(&client, copy, b"52\tz\n")
+            .await
+            .expect("in a transaction"),
+        1
+    );
+    client.batch_execute("COMMIT").await.expect("commit");
+    let err = copy_in(&client, copy, b"not a number\tz\n")
+        .await
+        .expect_err("bad data");
+    assert_eq!(sqlstate(&err).as_deref(), Some("22P02"), "{}", show(&err));
+    // The session goes on: a read, and a recorded write.
+    assert_eq!(simple_rows(&client, "SELECT 1").await, 1);
+    client
+        .execute("UPDATE orders SET total = 3 WHERE id = 50", &[])
+        .await
+        .expect("update");
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM orders WHERE id BETWEEN 50 AND 52"
+        )
+        .await,
+        3
+    );
+    let recorded: Vec<(String, i32)> = admin
+        .query(
+            "SELECT kind, rows::int FROM pgbelay.changes ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("changes")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        recorded,
+        [
+            ("insert".to_string(), 2),
+            ("insert".to_string(), 1),
+            ("update".to_string(), 1)
+        ]
     );
 }

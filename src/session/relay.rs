@@ -67,6 +67,13 @@ pub struct Relay {
     /// A batch the relay ended with its own Sync failed: the client's messages held
     /// meanwhile are discarded up to its own Sync, as the server would have done.
     discard_held: bool,
+    /// A plan in the open batch runs a COPY FROM STDIN (`Plan::after_when_done`): its
+    /// `after` statements wait for the batch's ReadyForQuery instead of following its Sync,
+    /// which the server ignores while it reads the copy data.
+    batch_copies: bool,
+    /// The server started a COPY FROM STDIN in a batch whose Sync it has therefore
+    /// ignored: the client's next Sync (after CopyDone) ends that batch and opens none.
+    copy_sync_owed: bool,
     poison_seq: u64,
     session_tag: u64,
     /// A statement of the current group (injected statements plus the client's request
@@ -118,6 +125,8 @@ impl Relay {
             batch_seen: false,
             batch_ran: false,
             discard_held: false,
+            batch_copies: false,
+            copy_sync_owed: false,
             poison_seq: 0,
             session_tag: rand::random::<u64>(),
             group_failed: false,
@@ -259,7 +268,8 @@ impl Relay {
             return false;
         }
         match frame[0] {
-            b'd' | b'c' | b'f' => {}
+            // Not behind a held message (see `client_frame`).
+            b'd' | b'c' | b'f' if self.held.is_empty() => {}
             b'E' | b'D' | b'C' | b'H' if self.deferred_after.is_none() && !self.waiting => {
                 if frame[0] == b'E' && !self.bound_in_batch(&frame[5..]) {
                     return false;
@@ -284,7 +294,8 @@ impl Relay {
             return None;
         }
         match tag {
-            b'S' | b'K' | b'Z' | b'E' => return None,
+            // CopyInResponse: a Sync already sent is ignored by the server from here.
+            b'S' | b'K' | b'Z' | b'E' | b'G' => return None,
             b'A' => return Some(true),
             _ => {}
         }
@@ -311,11 +322,16 @@ impl Relay {
                 _ => Err(RelayError::Client(FrameError::UnknownTag(tag_char(&frame)))),
             };
         }
-        if (self.deferred_after.is_some() || self.waiting)
-            && !matches!(
-                tag,
-                FrontendTag::CopyData | FrontendTag::CopyDone | FrontendTag::CopyFail
-            )
+        // COPY data goes on to the COPY in progress (and the Sync that ends an
+        // extended-protocol COPY), unless something the client sent before it is held (a
+        // COPY FROM STDIN itself, behind an open batch the relay is ending: asyncpg
+        // streams the data without waiting for CopyInResponse).
+        let copy_stream = match tag {
+            FrontendTag::CopyData | FrontendTag::CopyDone | FrontendTag::CopyFail => true,
+            FrontendTag::Sync => self.copy_sync_owed,
+            _ => false,
+        };
+        if (self.deferred_after.is_some() || self.waiting) && !(copy_stream && self.held.is_empty())
         {
             if tag == FrontendTag::Terminate {
                 return Ok(Flow::Close);
@@ -332,6 +348,10 @@ impl Relay {
             FrontendTag::Query if matches!(self.batch, Batch::Open { .. }) => self.wait(&frame),
             FrontendTag::Query => self.query(&frame)?,
             FrontendTag::Parse => self.parse(&frame)?,
+            FrontendTag::Sync if self.copy_sync_owed => {
+                self.copy_sync_owed = false;
+                self.send_upstream(&frame);
+            }
             FrontendTag::Sync => self.sync(&frame),
             FrontendTag::Bind => self.bind(&frame)?,
             FrontendTag::Execute if !self.bound_in_batch(frame.body()) => self.execute(&frame)?,
@@ -483,6 +503,7 @@ impl Relay {
                 },
                 quiet,
                 failed: false,
+                synced: false,
             });
         }
     }
@@ -579,11 +600,12 @@ impl Relay {
                     sql,
                     after,
                     rename_tag,
-                    ..
+                    after_when_done,
                 } = plan;
                 if !self.plan_batch(&before, after, rename_tag) {
                     return Ok(());
                 }
+                self.batch_copies |= after_when_done;
                 match sql {
                     Some(sql) => {
                         let name = parse.name.as_str();
@@ -727,6 +749,7 @@ impl Relay {
                 if self.plan_batch(&plan.before, plan.after, plan.rename_tag) {
                     self.send_upstream(frame);
                     self.batch_ran = true;
+                    self.batch_copies |= plan.after_when_done;
                 }
             }
             Decision::Refuse(error) => {
@@ -741,9 +764,18 @@ impl Relay {
 
     fn sync(&mut self, frame: &Frame) {
         self.open_batch(Vec::new(), None);
+        if let Some(unit) = self.pending.back_mut() {
+            unit.synced = true;
+        }
         self.send_upstream(frame);
+        let copies = self.batch_copies;
         let after = self.end_batch();
-        self.inject(&after, true);
+        if copies && !after.is_empty() {
+            // Sent once the copy is over and the batch answered.
+            self.deferred_after = Some(after);
+        } else {
+            self.inject(&after, true);
+        }
     }
 
     /// The batch's Sync went upstream: the next message starts a new batch. Returns the
@@ -752,6 +784,7 @@ impl Relay {
         self.forget_batch_portals();
         self.batch_seen = false;
         self.batch_ran = false;
+        self.batch_copies = false;
         match std::mem::take(&mut self.batch) {
             Batch::Open { after } => after,
             Batch::Closed | Batch::Discarding => Vec::new(),
@@ -847,6 +880,9 @@ impl Relay {
         if tag == BackendTag::ErrorResponse {
             head.failed = true;
             self.discard_held |= head.quiet;
+        }
+        if frame.tag() == b'G' && head.synced {
+            self.copy_sync_owed = true;
         }
         let forward = match &mut head.origin {
             Origin::Client {
@@ -981,6 +1017,7 @@ fn client_unit(swallow_ready: bool, rename_tag: Option<(String, String)>) -> Uni
         },
         quiet: false,
         failed: false,
+        synced: false,
     }
 }
 

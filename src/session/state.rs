@@ -73,6 +73,10 @@ pub struct Unit {
     pub quiet: bool,
     /// An ErrorResponse of this unit has arrived.
     pub failed: bool,
+    /// An extended-protocol batch whose Sync has gone upstream (a COPY FROM STDIN that
+    /// starts in it makes the server ignore that Sync: its ReadyForQuery answers the
+    /// client's next one, after the copy data).
+    pub synced: bool,
 }
 
 /// The client's current extended-protocol batch (messages since the last Sync).
