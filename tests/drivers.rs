@@ -506,6 +506,7 @@ async fn psycopg_works_through_the_proxy_and_its_writes_are_recorded() {
         "pipeline_reads",
         "pipeline_synced",
         "pipeline_unsynced",
+        "pipeline_in_transaction",
         "after_pipeline",
     ];
     let steps: Vec<&str> = COMMON_STEPS.iter().chain(&extra).copied().collect();
@@ -535,9 +536,10 @@ async fn psycopg_works_through_the_proxy_and_its_writes_are_recorded() {
             "delete 1 DELETE FROM items WHERE id = $1: after qty=110 deleted",
         ]
     );
-    // A pipeline of a write and more statements behind it without a Sync between them (one
-    // implicit transaction) is refused as a whole today: pgbelay can only record a write
-    // that starts its batch. Nothing of it runs, and the connection goes on.
+    // A pipeline of a write and more statements behind it without a Sync between them is,
+    // in autocommit, one implicit transaction that pgbelay cannot split to put its own
+    // statements between them: refused as a whole. Nothing of it runs, and the connection
+    // goes on.
     let message = run.error("pipeline_unsynced", "42501");
     assert!(message.starts_with("pgbelay:"), "{message}");
     assert_eq!(run.value("after_pipeline", "rows"), &json!([[140], [150]]));
@@ -550,7 +552,22 @@ async fn psycopg_works_through_the_proxy_and_its_writes_are_recorded() {
     }
     assert_eq!(item(&admin, 15).await, Some((150, false)));
 
-    assert_eq!(change_count(&admin).await, COMMON_CHANGES + 2 + 2);
+    // The same pipeline on a connection in psycopg's default mode (a transaction): each
+    // statement that needs wrapping gets a batch of its own, and both writes are recorded.
+    assert_eq!(
+        run.value("pipeline_in_transaction", "rowcounts"),
+        &json!([1, 1])
+    );
+    assert_eq!(run.value("pipeline_in_transaction", "reads"), &json!([181]));
+    assert_eq!(
+        history(&admin, 18).await,
+        updated("UPDATE items SET qty = qty + $1 WHERE id = $2", 180, 181)
+    );
+    assert_eq!(item(&admin, 19).await, Some((190, true)));
+    let tx = txids(&admin, &[18, 19]).await;
+    assert!(tx.len() == 2 && tx[0] == tx[1], "{tx:?}");
+
+    assert_eq!(change_count(&admin).await, COMMON_CHANGES + 2 + 2 + 2);
 }
 
 #[tokio::test]

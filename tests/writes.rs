@@ -563,19 +563,28 @@ async fn statements_behind_a_begin_in_one_batch_are_checked_or_recorded() {
         1
     );
 
-    // A locking read is checked after its batch; a COMMIT there would come first.
+    // A locking read is checked after its batch: a COMMIT behind it in the batch gets a
+    // batch of its own, after the check, and a failed check keeps it from running.
+    batch(&mut conn, &["BEGIN"]).await;
+    let errors = batch(
+        &mut conn,
+        &[
+            "SELECT sneaky() FROM orders WHERE id = 2 FOR UPDATE",
+            "COMMIT",
+        ],
+    )
+    .await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("wrote to the database"), "{errors:?}");
+    batch(&mut conn, &["ROLLBACK"]).await;
+    assert_eq!(count(&admin, "SELECT count(*) FROM side_effects").await, 0);
     batch(&mut conn, &["BEGIN"]).await;
     let errors = batch(
         &mut conn,
         &["SELECT id FROM orders WHERE id = 2 FOR UPDATE", "COMMIT"],
     )
     .await;
-    assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(
-        errors[0].contains("middle of an extended-protocol batch"),
-        "{errors:?}"
-    );
-    batch(&mut conn, &["ROLLBACK"]).await;
+    assert!(errors.is_empty(), "{errors:?}");
     for later in [
         "CREATE TABLE t2 (id int)",
         "SELECT id FROM orders WHERE id = 3 FOR UPDATE",
@@ -642,6 +651,87 @@ async fn statements_behind_a_begin_in_one_batch_are_checked_or_recorded() {
         count(&admin, "SELECT count(*) FROM pgbelay.changes").await,
         2,
         "the first UPDATE and this one"
+    );
+}
+
+/// A pipeline of several writes and reads with one Sync inside the client's transaction
+/// (psycopg's pipeline mode on a connection that is not autocommit): each statement that
+/// needs wrapping gets a batch of its own (a Sync commits nothing there), the writes are
+/// recorded, and a read that writes fails and takes what follows it with it.
+#[tokio::test]
+async fn a_pipeline_in_a_transaction_records_each_write() {
+    let (_proxy, _db, admin, mut conn) = raw_shop("orders, side_effects", "pipeline").await;
+    batch(&mut conn, &["BEGIN"]).await;
+    let errors = batch(
+        &mut conn,
+        &[
+            "UPDATE orders SET total = 21 WHERE id = 1",
+            "SELECT total FROM orders WHERE id = 1",
+            "DELETE FROM orders WHERE id = 2",
+            "UPDATE orders SET total = 23 WHERE id = 3",
+        ],
+    )
+    .await;
+    assert!(errors.is_empty(), "{errors:?}");
+    batch(&mut conn, &["COMMIT"]).await;
+    let recorded: Vec<(String, String)> = admin
+        .query(
+            "SELECT kind, statement FROM pgbelay.changes ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("changes")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        recorded,
+        [
+            (
+                "update".into(),
+                "UPDATE orders SET total = 21 WHERE id = 1".into()
+            ),
+            ("delete".into(), "DELETE FROM orders WHERE id = 2".into()),
+            (
+                "update".into(),
+                "UPDATE orders SET total = 23 WHERE id = 3".into()
+            ),
+        ]
+    );
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM orders WHERE id = 2 AND deleted_at IS NOT NULL"
+        )
+        .await,
+        1
+    );
+
+    batch(&mut conn, &["BEGIN"]).await;
+    let errors = batch(
+        &mut conn,
+        &[
+            "UPDATE orders SET total = 24 WHERE id = 4",
+            "SELECT sneaky()",
+            "UPDATE orders SET total = 25 WHERE id = 5",
+        ],
+    )
+    .await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("read-only transaction"), "{errors:?}");
+    batch(&mut conn, &["ROLLBACK"]).await;
+    assert_eq!(count(&admin, "SELECT count(*) FROM side_effects").await, 0);
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM orders WHERE total IN (24, 25)"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM pgbelay.changes").await,
+        3
     );
 }
 
@@ -1249,11 +1339,12 @@ async fn batch(conn: &mut RawConn, steps: &[&str]) -> Vec<String> {
 }
 
 /// A statement later in an extended-protocol batch gets nothing of its own around it: in
-/// a batch pgbelay made read-write (DDL in autocommit, a recorded write) or inside the
-/// client's transaction, a read there could write unguarded, so it is refused; where the
-/// batch stays read-only it passes.
+/// an autocommit batch pgbelay made read-write (DDL, a recorded write) a read there could
+/// write unguarded, and the batch is one transaction that cannot be split, so it is
+/// refused; inside the client's transaction it gets a batch of its own and is guarded
+/// there; where the batch stays read-only it passes.
 #[tokio::test]
-async fn statements_later_in_a_read_write_batch_are_refused() {
+async fn statements_later_in_a_read_write_batch_are_guarded_or_refused() {
     let proxy = guarded(1000).await;
     let (db, admin) = shop().await;
     admin
@@ -1281,7 +1372,8 @@ async fn statements_later_in_a_read_write_batch_are_refused() {
             && errors[0].contains("statement class: execute of an unknown statement"),
         "{errors:?}"
     );
-    // A recorded write inside the client's transaction.
+    // A recorded write inside the client's transaction: the read behind it gets a batch of
+    // its own (a Sync changes nothing in a transaction block), in the read-only savepoint.
     batch(&mut conn, &["BEGIN"]).await;
     let errors = batch(
         &mut conn,
@@ -1292,10 +1384,7 @@ async fn statements_later_in_a_read_write_batch_are_refused() {
     )
     .await;
     assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(
-        errors[0].contains("middle of an extended-protocol batch"),
-        "{errors:?}"
-    );
+    assert!(errors[0].contains("read-only transaction"), "{errors:?}");
     batch(&mut conn, &["COMMIT"]).await;
     assert_eq!(count(&admin, "SELECT count(*) FROM side_effects").await, 0);
     assert_eq!(

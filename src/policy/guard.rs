@@ -288,6 +288,7 @@ impl Hooks for Guard {
             extended: HashMap::new(),
             batch_wrapped: None,
             batch_mode: BatchMode::Plain,
+            batch_in_transaction: false,
             schema_checked: false,
             pending_approval: None,
             held_used: false,
@@ -391,6 +392,9 @@ pub struct GuardSession {
     /// How the current extended-protocol batch runs, as pgbelay wrapped it at its start;
     /// decides whether a statement later in the batch is still guarded.
     batch_mode: BatchMode,
+    /// The current batch started inside the client's transaction block (known, nothing
+    /// in flight): ending it early commits nothing.
+    batch_in_transaction: bool,
     /// Whether this session already checked that the audit schema is installed.
     schema_checked: bool,
     /// A token presented with `SET pgbelay.approval`, for the next statement that needs one.
@@ -451,7 +455,7 @@ impl GuardSession {
         parse_name: Option<&str>,
     ) -> Decision {
         if at.batch_start {
-            self.new_batch();
+            self.new_batch(at);
         } else if parse_name.is_some() && parse_name == self.batch_wrapped.as_deref() {
             // The statement the batch was wrapped for is replaced: its next Bind is judged
             // afresh.
@@ -802,19 +806,26 @@ impl GuardSession {
 
     /// Whether the batch a message arrives in can be ended before it, by a Sync of the
     /// relay's own ([`Decision::Wait`]), without changing what the batch does: nothing in
-    /// it has run yet (a Parse, Describe or Close commits nothing and leaves no portal),
-    /// or it only opened a transaction block with a read-write `BEGIN` (and read in it,
-    /// with the check due after the batch), which a Sync leaves open. pgjdbc sends `BEGIN`
-    /// in the batch of a transaction's first statement, and a Close of a cached statement
-    /// or cursor in front of one; asyncpg's `prepare()` leaves its batch open (Flush).
+    /// it has run yet (a Parse, Describe or Close commits nothing and leaves no portal);
+    /// or it runs inside the client's transaction block, which a Sync neither commits nor
+    /// ends (its portals stay; the read-only savepoint is released, not rolled back); or
+    /// it only opened such a block with a read-write `BEGIN` (and read in it, with the
+    /// check due after the batch). In autocommit the batch is one implicit transaction,
+    /// which a Sync in the middle would split. pgjdbc sends `BEGIN` in the batch of a
+    /// transaction's first statement, and a Close of a cached statement or cursor in front
+    /// of one; asyncpg's `prepare()` leaves its batch open (Flush); psycopg's pipeline
+    /// mode sends one Sync for many statements.
     fn can_end_batch(&self, at: Position) -> bool {
-        !at.batch_ran || matches!(self.batch_mode, BatchMode::Begun | BatchMode::BegunChecked)
+        !at.batch_ran
+            || self.batch_in_transaction
+            || matches!(self.batch_mode, BatchMode::Begun | BatchMode::BegunChecked)
     }
 
-    /// A new extended-protocol batch (or a simple Query): nothing wrapped yet.
-    fn new_batch(&mut self) {
+    /// A new extended-protocol batch (or a simple Query) at `at`: nothing wrapped yet.
+    fn new_batch(&mut self, at: Position) {
         self.batch_wrapped = None;
         self.batch_mode = BatchMode::Plain;
+        self.batch_in_transaction = at.tx_status == TxStatus::InTransaction && !at.pipelined;
     }
 
     /// A read in the client's transaction, in the read-only savepoint with what follows it
@@ -1002,7 +1013,7 @@ impl SessionHooks for GuardSession {
 
     fn on_bind(&mut self, _: &SessionInfo, at: Position, statement: &str) -> Decision {
         if at.batch_start {
-            self.new_batch();
+            self.new_batch(at);
         }
         let wrapped_here = self.batch_wrapped.as_deref() == Some(statement);
         match self.extended.get(statement) {
@@ -1106,7 +1117,7 @@ impl SessionHooks for GuardSession {
         if !at.batch_start {
             return self.mid_batch(at, Later::Read, name);
         }
-        self.new_batch();
+        self.new_batch(at);
         if at.pipelined {
             return Decision::Wait;
         }

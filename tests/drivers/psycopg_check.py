@@ -213,6 +213,17 @@ class Steps:
             delete = conn.execute("DELETE FROM items WHERE id = %s", (15,))
         return {"rowcounts": [update.rowcount, delete.rowcount], "reads": [read.fetchone()[0]]}
 
+    def pipeline_in_transaction(self):
+        # The same shape on a connection that is not autocommit (psycopg's default): the
+        # statements run inside the transaction psycopg opened, committed at the end.
+        conn = self.tx
+        with conn.pipeline():
+            update = conn.execute("UPDATE items SET qty = qty + %s WHERE id = %s", (1, 18))
+            read = conn.execute("SELECT qty FROM items WHERE id = %s", (18,))
+            delete = conn.execute("DELETE FROM items WHERE id = %s", (19,))
+        conn.commit()
+        return {"rowcounts": [update.rowcount, delete.rowcount], "reads": [read.fetchone()[0]]}
+
     def after_pipeline(self):
         return {"rows": self.auto.execute("SELECT qty FROM items WHERE id = ANY(%s) ORDER BY id", ([14, 15],)).fetchall()}
 
@@ -234,6 +245,7 @@ STEPS = [
     "pipeline_reads",
     "pipeline_synced",
     "pipeline_unsynced",
+    "pipeline_in_transaction",
     "after_pipeline",
 ]
 
