@@ -159,11 +159,6 @@ impl Relay {
         self.metrics.statement(verdict, class);
     }
 
-    /// True when a request is in flight, so the server is the side expected to speak next.
-    pub fn awaits_upstream(&self) -> bool {
-        !self.pending.is_empty()
-    }
-
     /// True when nothing is in flight and no transaction is open: a safe point to end.
     pub fn is_idle(&self) -> bool {
         self.pending.is_empty()
