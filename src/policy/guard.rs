@@ -520,7 +520,7 @@ impl GuardSession {
                     return match recorder.approved(info, one, kind, recorded_sql, dialect, approval)
                     {
                         Ok(recorded) => {
-                            tracing::info!(statement = %sql, token = %approval.id, by = %approval.by, "approved");
+                            tracing::info!(parent: &info.span, statement = %sql, token = %approval.id, by = %approval.by, "approved");
                             self.run_recorded(recorded, info, at, parse_name)
                         }
                         Err(refusal) => refuse(refusal),
@@ -536,10 +536,10 @@ impl GuardSession {
         // SPEC B4: additive DDL is allowed and logged.
         for s in &judgement.statements {
             if s.class == StatementClass::AdditiveDdl {
-                tracing::info!(statement = %s.text, "additive ddl");
+                tracing::info!(parent: &info.span, statement = %s.text, "additive ddl");
             }
         }
-        tracing::debug!(?verdict);
+        tracing::debug!(parent: &info.span, verdict = ?verdict);
         if let (Ok([analyzed]), [one]) = (
             analysis.as_ref().as_ref().map(Vec::as_slice),
             judgement.statements.as_slice(),

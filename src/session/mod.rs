@@ -157,7 +157,7 @@ pub enum SessionError {
 ///
 /// Startup runs inside `span`; the relay loop does not enter it on every poll (a
 /// subscriber call per wakeup, measured at 5% of the proxy's instructions per
-/// transaction): the relay enters it only where policy decisions are made and logged.
+/// transaction): the relay and the policy log in it by naming it as the parent.
 pub async fn run(
     client: TcpStream,
     peer: SocketAddr,

@@ -91,9 +91,6 @@ pub struct Relay {
     waiting: bool,
     /// The proxy's counters.
     metrics: Arc<Metrics>,
-    /// The session's span, entered around policy decisions (which log) rather than on
-    /// every poll.
-    span: tracing::Span,
     /// The last Query and Parse decoded: a repeated one is not decoded again.
     recent_query: decode::Recent<decode::Query>,
     recent_parse: decode::Recent<decode::Parse>,
@@ -134,7 +131,6 @@ impl Relay {
             held: Vec::new(),
             waiting: false,
             metrics,
-            span: tracing::Span::none(),
             recent_query: decode::Recent::default(),
             recent_parse: decode::Recent::default(),
             unnamed_portal_bound: false,
@@ -143,9 +139,10 @@ impl Relay {
         }
     }
 
-    /// Logs the policy's decisions in `span` (the session's).
-    pub fn in_span(self, span: tracing::Span) -> Relay {
-        Relay { span, ..self }
+    /// Logs the relay's and the policy's decisions in `span` (the session's).
+    pub fn in_span(mut self, span: tracing::Span) -> Relay {
+        self.info.span = span;
+        self
     }
 
     /// Counts a final decision on a Query or Parse (not `Wait`: it comes back).
@@ -188,7 +185,7 @@ impl Relay {
     /// session).
     fn log_refusal(&self, statement: &str, error: &ErrorFields) {
         let class = refusal_class(error.detail.as_deref()).unwrap_or("other");
-        info!(parent: &self.span, %statement, class, reason = %error.message, "refused");
+        info!(parent: &self.info.span, %statement, class, reason = %error.message, "refused");
     }
 
     /// A refusal can be answered without the server when nothing is in flight and no
@@ -424,12 +421,10 @@ impl Relay {
     fn decoded_query(&mut self, frame: &Frame, query: &decode::Query) -> Result<(), RelayError> {
         let at = self.position();
         let decision = match &query.sql {
-            Ok(sql) => self
-                .span
-                .in_scope(|| self.hooks.on_query(&self.info, at, sql)),
+            Ok(sql) => self.hooks.on_query(&self.info, at, sql),
             Err(_) => self.hooks.on_undecodable(&self.info),
         };
-        debug!(parent: &self.span, ?decision, ?at, "query");
+        debug!(parent: &self.info.span, ?decision, ?at, "query");
         self.count(&decision);
         match decision {
             Decision::Wait => self.wait(frame),
@@ -576,12 +571,10 @@ impl Relay {
     fn decoded_parse(&mut self, frame: &Frame, parse: &decode::Parse) -> Result<(), RelayError> {
         let at = self.position();
         let decision = match &parse.sql {
-            Ok(sql) => self
-                .span
-                .in_scope(|| self.hooks.on_parse(&self.info, at, &parse.name, sql)),
+            Ok(sql) => self.hooks.on_parse(&self.info, at, &parse.name, sql),
             Err(_) => self.hooks.on_undecodable(&self.info),
         };
-        debug!(parent: &self.span, ?decision, ?at, name = %parse.name, "parse");
+        debug!(parent: &self.info.span, ?decision, ?at, name = %parse.name, "parse");
         self.count(&decision);
         match decision {
             Decision::Wait => self.wait(frame),
@@ -685,10 +678,8 @@ impl Relay {
             self.batch_portals.push(portal.to_vec());
         }
         let at = self.position();
-        // Outside the span: a Bind is the hot path of prepared statements, and a refusal
-        // is logged here, in it.
         let decision = self.hooks.on_bind(&self.info, at, &statement);
-        debug!(parent: &self.span, ?decision, ?at, %statement, "bind");
+        debug!(parent: &self.info.span, ?decision, ?at, %statement, "bind");
         self.extended_decision(frame, decision, || format!("EXECUTE of \"{statement}\""));
         Ok(())
     }
@@ -716,10 +707,8 @@ impl Relay {
         let portal = decode::execute_portal(frame).map_err(RelayError::Client)?;
         let portal = String::from_utf8_lossy(portal).into_owned();
         let at = self.position();
-        let decision = self
-            .span
-            .in_scope(|| self.hooks.on_execute(&self.info, at, &portal));
-        debug!(parent: &self.span, ?decision, ?at, %portal, "execute");
+        let decision = self.hooks.on_execute(&self.info, at, &portal);
+        debug!(parent: &self.info.span, ?decision, ?at, %portal, "execute");
         self.extended_decision(frame, decision, || {
             format!("Execute of portal \"{portal}\"")
         });
@@ -829,7 +818,7 @@ impl Relay {
                         .on_setting_reported(&self.info, &name, &value, by_client);
                     if let Some(statements) = asked {
                         if !statements.is_empty() {
-                            warn!(parent: &self.span, setting = %name, %value, "a statement changed a setting the policy watches; setting it again");
+                            warn!(parent: &self.info.span, setting = %name, %value, "a statement changed a setting the policy watches; setting it again");
                         }
                         self.restore = statements;
                     }
@@ -977,7 +966,7 @@ impl Relay {
                     self.send_client(&key);
                 }
                 self.phase = Phase::Ready;
-                let statements = self.span.in_scope(|| self.hooks.on_ready(&self.info));
+                let statements = self.hooks.on_ready(&self.info);
                 if !statements.is_empty() {
                     // The last one's ReadyForQuery tells the client the session is ready.
                     self.inject(&statements, true);
