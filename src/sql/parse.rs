@@ -225,13 +225,15 @@ fn lexed_masked_key(sql: &str) -> Option<(String, Range<usize>)> {
 /// lexer's keys.
 fn plain_masked_key(sql: &str) -> Option<Option<(String, Range<usize>)>> {
     // One pass (this runs for every simple-protocol SELECT): bytes are checked, word runs
-    // copied or masked, and `;` counted as they come; the span is found from both ends
-    // after it.
+    // copied or masked, `;` counted and the span's ends noted as they come.
     let bytes = sql.as_bytes();
     let mut key = String::with_capacity(sql.len() + 1);
     key.push('\u{2}');
     let (mut i, mut copied) = (0, 0);
     let mut semicolons = 0usize;
+    // The span: from the first non-blank byte to after the last one; `end_before_last`
+    // is where it ended before a last `;` (which is left out of it).
+    let (mut start, mut end, mut end_before_last) = (None, 0, None);
     // Whether the first word, at the first non-blank byte, is SELECT; EXPLAIN anywhere.
     let mut select_first: Option<bool> = None;
     let mut explain = false;
@@ -240,18 +242,27 @@ fn plain_masked_key(sql: &str) -> Option<Option<(String, Range<usize>)>> {
             Class::Other => return None,
             Class::Blank => i += 1,
             Class::Punctuation => {
+                let at = *start.get_or_insert(i);
+                end_before_last = (bytes[i] == b';').then_some(if end == 0 { at } else { end });
                 semicolons += usize::from(bytes[i] == b';');
                 select_first.get_or_insert(false);
                 i += 1;
+                end = i;
             }
-            Class::Word => {
+            Class::Letter | Class::Digit => {
                 let start_of_run = i;
+                start.get_or_insert(i);
                 let mut digits_only = true;
-                while i < bytes.len() && CLASS[usize::from(bytes[i])] == Class::Word {
-                    digits_only &= bytes[i].is_ascii_digit();
+                while i < bytes.len() {
+                    match CLASS[usize::from(bytes[i])] {
+                        Class::Digit => {}
+                        Class::Letter => digits_only = false,
+                        _ => break,
+                    }
                     i += 1;
                 }
-                let run = &bytes[start_of_run..i];
+                end = i;
+                end_before_last = None;
                 if digits_only {
                     let dot_before = start_of_run > 0 && bytes[start_of_run - 1] == b'.';
                     let dot_after = bytes.get(i) == Some(&b'.');
@@ -260,32 +271,26 @@ fn plain_masked_key(sql: &str) -> Option<Option<(String, Range<usize>)>> {
                         key.push('\u{1}');
                         copied = i;
                     }
+                    select_first.get_or_insert(false);
                 } else {
+                    let run = &bytes[start_of_run..i];
                     explain |= run.eq_ignore_ascii_case(b"explain");
+                    select_first.get_or_insert_with(|| run.eq_ignore_ascii_case(b"select"));
                 }
-                select_first.get_or_insert_with(|| run.eq_ignore_ascii_case(b"select"));
             }
         }
     }
-    let blank = |b: &u8| CLASS[usize::from(*b)] == Class::Blank;
-    let start = bytes.iter().position(|b| !blank(b)).unwrap_or(bytes.len());
-    let mut end = bytes
-        .iter()
-        .rposition(|b| !blank(b))
-        .map_or(start, |l| l + 1);
     // At most one `;`, and only at the end.
-    if end > start && bytes[end - 1] == b';' {
+    if let Some(before) = end_before_last {
         semicolons -= 1;
-        end = bytes[..end - 1]
-            .iter()
-            .rposition(|b| !blank(b))
-            .map_or(start, |l| l + 1);
+        end = before;
     }
     if select_first != Some(true) || explain || semicolons > 0 {
         return Some(None);
     }
+    let start = start.unwrap_or(bytes.len());
     key.push_str(&sql[copied..]);
-    Some(Some((key, start..end)))
+    Some(Some((key, start..end.max(start))))
 }
 
 /// How [`plain_masked_key`] reads a byte.
@@ -297,8 +302,10 @@ enum Class {
     Blank,
     /// `= < > , ( ) . ; *`.
     Punctuation,
-    /// `[A-Za-z0-9_]`.
-    Word,
+    /// `[A-Za-z_]`.
+    Letter,
+    /// `[0-9]`.
+    Digit,
 }
 
 static CLASS: [Class; 256] = {
@@ -306,8 +313,10 @@ static CLASS: [Class; 256] = {
     let mut i = 0;
     while i < 256 {
         let b = i as u8;
-        table[i] = if b.is_ascii_alphanumeric() || b == b'_' {
-            Class::Word
+        table[i] = if b.is_ascii_alphabetic() || b == b'_' {
+            Class::Letter
+        } else if b.is_ascii_digit() {
+            Class::Digit
         } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
             Class::Blank
         } else if matches!(
