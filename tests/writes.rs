@@ -543,10 +543,7 @@ async fn a_function_turning_the_read_only_default_off_is_undone() {
 async fn statements_behind_a_begin_in_one_batch_are_checked_or_recorded() {
     let (_proxy, _db, admin, mut conn) = raw_shop("orders, side_effects", "jdbc").await;
     let errors = batch(&mut conn, &["BEGIN", "SELECT sneaky()"]).await;
-    assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(errors[0].contains("wrote to the database"), "{errors:?}");
-    batch(&mut conn, &["ROLLBACK"]).await;
-    assert_eq!(count(&admin, "SELECT count(*) FROM side_effects").await, 0);
+    failed_and_rolled_back(&mut conn, &admin, &errors, "wrote to the database").await;
 
     let errors = batch(&mut conn, &["BEGIN", "SELECT id FROM orders WHERE id = 1"]).await;
     assert!(errors.is_empty(), "{errors:?}");
@@ -574,10 +571,7 @@ async fn statements_behind_a_begin_in_one_batch_are_checked_or_recorded() {
         ],
     )
     .await;
-    assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(errors[0].contains("wrote to the database"), "{errors:?}");
-    batch(&mut conn, &["ROLLBACK"]).await;
-    assert_eq!(count(&admin, "SELECT count(*) FROM side_effects").await, 0);
+    failed_and_rolled_back(&mut conn, &admin, &errors, "wrote to the database").await;
     batch(&mut conn, &["BEGIN"]).await;
     let errors = batch(
         &mut conn,
@@ -635,10 +629,7 @@ async fn statements_behind_a_begin_in_one_batch_are_checked_or_recorded() {
         ],
     )
     .await;
-    assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(errors[0].contains("wrote to the database"), "{errors:?}");
-    batch(&mut conn, &["ROLLBACK"]).await;
-    assert_eq!(count(&admin, "SELECT count(*) FROM side_effects").await, 0);
+    failed_and_rolled_back(&mut conn, &admin, &errors, "wrote to the database").await;
     assert_eq!(
         count(
             &admin,
@@ -717,10 +708,7 @@ async fn a_pipeline_in_a_transaction_records_each_write() {
         ],
     )
     .await;
-    assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(errors[0].contains("read-only transaction"), "{errors:?}");
-    batch(&mut conn, &["ROLLBACK"]).await;
-    assert_eq!(count(&admin, "SELECT count(*) FROM side_effects").await, 0);
+    failed_and_rolled_back(&mut conn, &admin, &errors, "read-only transaction").await;
     assert_eq!(
         count(
             &admin,
@@ -755,10 +743,7 @@ async fn a_statement_behind_a_close_is_judged_as_its_batch_start() {
     let mut bytes = close(b'P', "C_1");
     bytes.extend(step("SELECT sneaky()"));
     let errors = synced(&mut conn, bytes).await;
-    assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(errors[0].contains("read-only transaction"), "{errors:?}");
-    batch(&mut conn, &["ROLLBACK"]).await;
-    assert_eq!(count(&admin, "SELECT count(*) FROM side_effects").await, 0);
+    failed_and_rolled_back(&mut conn, &admin, &errors, "read-only transaction").await;
 
     let mut bytes = close(b'S', "S_1");
     bytes.extend(step("UPDATE orders SET total = 8 WHERE id = 6"));
@@ -1331,6 +1316,15 @@ fn step(sql: &str) -> Vec<u8> {
     out.extend(frame(b'B', &[0, 0, 0, 0, 0, 0, 0, 0]));
     out.extend(frame(b'E', &[0, 0, 0, 0, 0]));
     out
+}
+
+/// The batch failed with one error, saying `why`; the transaction is rolled back and the
+/// side effect of `sneaky()` was never written.
+async fn failed_and_rolled_back(conn: &mut RawConn, admin: &Client, errors: &[String], why: &str) {
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains(why), "{errors:?}");
+    batch(conn, &["ROLLBACK"]).await;
+    assert_eq!(count(admin, "SELECT count(*) FROM side_effects").await, 0);
 }
 
 /// Sends `steps` as one batch (one Sync) and returns the error messages it got.
