@@ -473,16 +473,12 @@ async fn check_common(run: &Run, direct: &Run, admin: &Client, program: &Program
     );
 
     // Who: the role and the driver's application_name, relayed at startup.
-    let who: Vec<(String, Option<String>)> = admin
-        .query(
-            r#"SELECT DISTINCT "session_user", application_name FROM pgbelay.changes"#,
-            &[],
-        )
-        .await
-        .expect("changes")
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let who: Vec<(String, Option<String>)> = query_pairs(
+        admin,
+        r#"SELECT DISTINCT "session_user", application_name FROM pgbelay.changes"#,
+        &[],
+    )
+    .await;
     assert_eq!(
         who,
         [(

@@ -165,11 +165,12 @@ async fn delete_becomes_a_soft_delete_with_the_delete_tag() {
         .await,
         4
     );
-    let kinds = admin
-        .query("SELECT kind, rows FROM pgbelay.changes ORDER BY id", &[])
-        .await
-        .expect("changes");
-    let kinds: Vec<(String, i64)> = kinds.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let kinds: Vec<(String, i64)> = query_pairs(
+        &admin,
+        "SELECT kind, rows FROM pgbelay.changes ORDER BY id",
+        &[],
+    )
+    .await;
     assert_eq!(kinds, vec![("delete".into(), 3), ("delete".into(), 1)]);
 }
 
@@ -230,11 +231,12 @@ async fn insert_records_after_images_and_writes_in_a_client_transaction_join_it(
         .await
         .expect("update in tx");
     client.batch_execute("COMMIT").await.expect("commit");
-    let kinds = admin
-        .query("SELECT kind, rows FROM pgbelay.changes ORDER BY id", &[])
-        .await
-        .expect("changes");
-    let kinds: Vec<(String, i64)> = kinds.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let kinds: Vec<(String, i64)> = query_pairs(
+        &admin,
+        "SELECT kind, rows FROM pgbelay.changes ORDER BY id",
+        &[],
+    )
+    .await;
     // The rolled-back transaction left neither its changes nor their records.
     assert_eq!(kinds, vec![("insert".into(), 1), ("update".into(), 1)]);
     assert_eq!(
@@ -665,16 +667,12 @@ async fn a_pipeline_in_a_transaction_records_each_write() {
     .await;
     assert!(errors.is_empty(), "{errors:?}");
     batch(&mut conn, &["COMMIT"]).await;
-    let recorded: Vec<(String, String)> = admin
-        .query(
-            "SELECT kind, statement FROM pgbelay.changes ORDER BY id",
-            &[],
-        )
-        .await
-        .expect("changes")
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let recorded: Vec<(String, String)> = query_pairs(
+        &admin,
+        "SELECT kind, statement FROM pgbelay.changes ORDER BY id",
+        &[],
+    )
+    .await;
     assert_eq!(
         recorded,
         [
@@ -1480,16 +1478,12 @@ async fn a_named_write_parsed_and_bound_in_one_batch_is_recorded() {
     let errors = synced(&mut conn, parse_only).await;
     assert!(errors.is_empty(), "{errors:?}");
 
-    let totals: Vec<(i32, String)> = admin
-        .query(
-            "SELECT id, total::text FROM orders WHERE id <= 3 ORDER BY id",
-            &[],
-        )
-        .await
-        .expect("orders")
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let totals: Vec<(i32, String)> = query_pairs(
+        &admin,
+        "SELECT id, total::text FROM orders WHERE id <= 3 ORDER BY id",
+        &[],
+    )
+    .await;
     assert_eq!(
         totals,
         [(1, "7.00".into()), (2, "8.00".into()), (3, "9.00".into())]
@@ -1500,21 +1494,17 @@ async fn a_named_write_parsed_and_bound_in_one_batch_is_recorded() {
         .await
         .expect("one shadow table")
         .get(0);
-    let befores: Vec<(i32, String)> = admin
-        .query(
-            &format!(
-                "SELECT s.id, s.total::text FROM pgbelay.changes c
+    let befores: Vec<(i32, String)> = query_pairs(
+        &admin,
+        &format!(
+            "SELECT s.id, s.total::text FROM pgbelay.changes c
                    JOIN {shadow} s ON s.pgbelay_change_id = c.id
                   WHERE s.pgbelay_image = 'before' AND c.statement = $1 AND c.rows = 1
                   ORDER BY c.id"
-            ),
-            &[&sql],
-        )
-        .await
-        .expect("changes")
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+        ),
+        &[&sql],
+    )
+    .await;
     assert_eq!(
         befores,
         [(1, "1.50".into()), (2, "3.00".into()), (3, "4.50".into())]
@@ -1635,11 +1625,8 @@ async fn the_first_write_installs_the_audit_schema_when_the_role_may() {
         .batch_execute("UPDATE t SET v = 2 WHERE id = 1")
         .await
         .expect("first write");
-    let kinds = direct_db
-        .query("SELECT kind, rows FROM pgbelay.changes", &[])
-        .await
-        .expect("installed and recorded");
-    let kinds: Vec<(String, i64)> = kinds.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let kinds: Vec<(String, i64)> =
+        query_pairs(&direct_db, "SELECT kind, rows FROM pgbelay.changes", &[]).await;
     assert_eq!(kinds, vec![("update".into(), 1)]);
     assert_eq!(count(&direct_db, "SELECT v::int8 FROM t").await, 2);
 }
@@ -1952,16 +1939,12 @@ async fn copy_from_stdin_through_the_extended_protocol_is_recorded() {
         .await,
         3
     );
-    let recorded: Vec<(String, i32)> = admin
-        .query(
-            "SELECT kind, rows::int FROM pgbelay.changes ORDER BY id",
-            &[],
-        )
-        .await
-        .expect("changes")
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let recorded: Vec<(String, i32)> = query_pairs(
+        &admin,
+        "SELECT kind, rows::int FROM pgbelay.changes ORDER BY id",
+        &[],
+    )
+    .await;
     assert_eq!(
         recorded,
         [

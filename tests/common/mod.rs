@@ -230,6 +230,20 @@ pub async fn count(client: &Client, sql: &str) -> i64 {
     client.query_one(sql, &[]).await.expect(sql).get(0)
 }
 
+/// The rows `sql` returns, as pairs of their first two columns.
+pub async fn query_pairs<A, B>(
+    client: &Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Vec<(A, B)>
+where
+    A: for<'a> tokio_postgres::types::FromSql<'a>,
+    B: for<'a> tokio_postgres::types::FromSql<'a>,
+{
+    let rows = client.query(sql, params).await.expect(sql);
+    rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
 /// Connects as the superuser to database `db` (panics on failure).
 pub async fn connect_super(ep: Endpoint, db: &str) -> Client {
     connect(ep, superuser(), Some(SUPERUSER_PASSWORD), db)
