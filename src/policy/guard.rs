@@ -19,7 +19,8 @@ use crate::config::Settings;
 use crate::session::{Decision, Hooks, Plan, Position, SessionHooks, SessionInfo};
 use crate::sql::{
     Dialect, Kind, ParseError, QualifiedName, SessionReset, SettingName, SettingValue, Statement,
-    TransactionStart, analyze, canonical, locks_rows, numeric_masked_key, quick_masked_key,
+    TransactionStart, analyze, canonical, has_masked_key, locks_rows, numeric_masked_key,
+    quick_masked_key,
 };
 use crate::wire::TxStatus;
 
@@ -239,15 +240,18 @@ impl RecentAnalyses {
                 Found::Other(Arc::clone(analysis))
             };
         }
+        if sql.len() <= MAX_CACHED_LEN
+            && self
+                .plain_shapes
+                .iter()
+                .any(|shape| has_masked_key(sql, shape, dialect))
+        {
+            return Found::PlainRead;
+        }
         // Without the lexer only: that one costs more than the shared cache's lookup.
         let quick = (sql.len() <= MAX_CACHED_LEN)
             .then(|| quick_masked_key(sql, dialect))
             .flatten();
-        if let Some(Some((key, _))) = &quick
-            && self.plain_shapes.iter().any(|shape| shape == key)
-        {
-            return Found::PlainRead;
-        }
         let (analysis, kept) = guard.analysis_and_whether_kept(sql, dialect, quick.as_ref());
         // What the shared cache does not keep by its text would only push out the
         // statements this session does repeat.
@@ -1223,6 +1227,25 @@ mod test {
             let standard = session.on_query(&with(true), at(), sql);
             assert!(matches!(standard, Decision::Refuse(_)), "{standard:?}");
         }
+    }
+
+    #[test]
+    fn a_session_matches_remembered_shapes_exactly() {
+        let guard = Guard::new(&Settings::default());
+        let mut session = guard.session(&info());
+        let mut query = |sql| session.on_query(&info(), at(), sql);
+        assert_eq!(query("SELECT v FROM t WHERE id = 1"), Decision::Forward);
+        assert_eq!(query("SELECT v FROM t WHERE id = 22"), Decision::Forward);
+        // The remembered shape is its whole text: more after it, or a word changed
+        // around the number, is judged on its own.
+        for refused in [
+            "SELECT v FROM t WHERE id = 2; DROP TABLE t",
+            "SELECT v FROM t WHERE id = 2 UNION SELECT lo_unlink(2)",
+            "SELECT lo_unlink(v) FROM t WHERE id = 2",
+        ] {
+            assert!(matches!(query(refused), Decision::Refuse(_)), "{refused}");
+        }
+        assert_eq!(query("SELECT v FROM t WHERE id = 333"), Decision::Forward);
     }
 
     #[test]

@@ -21,4 +21,6 @@ pub use analyze::{
 pub use canonical::{
     CanonicalError, DropTables, TruncateTables, canonical, comments, drop_tables, truncate_tables,
 };
-pub use parse::{Dialect, ParseError, TransactionStart, numeric_masked_key, quick_masked_key};
+pub use parse::{
+    Dialect, ParseError, TransactionStart, has_masked_key, numeric_masked_key, quick_masked_key,
+};

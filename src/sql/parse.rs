@@ -176,6 +176,45 @@ pub fn quick_masked_key(sql: &str, dialect: Dialect) -> Option<Option<(String, R
     plain_masked_key(sql)
 }
 
+/// Whether `sql`'s lexer-free masked key ([`quick_masked_key`]) is `key`, a key that
+/// function returned, found without building the key: `sql` must equal the key's text
+/// between its masks and hold, at each mask, an integer that the key would mask (a
+/// digit run with no word character, digit or `.` on either side). A session checks each
+/// new text of pgbench's kind against the few shapes it ran last; this comparison
+/// allocates nothing and costs a fraction of building the key.
+pub fn has_masked_key(sql: &str, key: &str, dialect: Dialect) -> bool {
+    let Some(mut key) = key.as_bytes().strip_prefix(b"\x02") else {
+        return false;
+    };
+    if !dialect.standard_conforming_strings {
+        return false;
+    }
+    let (sql, mut at) = (sql.as_bytes(), 0);
+    let not_number_edge = |b: Option<&u8>| {
+        b.is_none_or(|&b| {
+            !matches!(CLASS[usize::from(b)], Class::Letter | Class::Digit) && b != b'.'
+        })
+    };
+    loop {
+        let Some(mask) = memchr::memchr(1, key) else {
+            return &sql[at..] == key;
+        };
+        let Some(rest) = sql[at..].strip_prefix(&key[..mask]) else {
+            return false;
+        };
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        let start = at + mask;
+        if digits == 0
+            || !not_number_edge(start.checked_sub(1).map(|before| &sql[before]))
+            || !not_number_edge(sql.get(start + digits))
+        {
+            return false;
+        }
+        at = start + digits;
+        key = &key[mask + 1..];
+    }
+}
+
 /// [`numeric_masked_key`] with PostgreSQL's lexer, for any text with a token.
 fn lexed_masked_key(sql: &str) -> Option<(String, Range<usize>)> {
     use pg_query::protobuf::Token;
@@ -337,6 +376,16 @@ mod test {
     use super::*;
     use std::collections::HashMap;
 
+    /// A repeatable pseudo-random source (xorshift): each call gives a number below `n`.
+    fn random_below(mut seed: u64) -> impl FnMut(usize) -> usize {
+        move |n| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        }
+    }
+
     #[test]
     fn splits_with_source_text() {
         let sql = "select 1; /* c */ delete from t where a = ';'  ;\nselect 'x;y'";
@@ -440,13 +489,7 @@ mod test {
             "\t",
             "99999999999999999999",
         ];
-        let mut seed = 0x2545_f491_u64;
-        let mut next = |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut next = random_below(0x2545_f491_u64);
         let mut by_plain_key: HashMap<String, (String, (bool, Option<String>))> = HashMap::new();
         for _ in 0..20_000 {
             let mut sql = String::new();
@@ -497,6 +540,94 @@ mod test {
         ] {
             assert_eq!(plain_masked_key(other), None, "{other}");
         }
+    }
+
+    /// Matching a text against a key is building the text's key and comparing: checked on
+    /// generated texts of a small vocabulary (so many share keys) against the keys of the
+    /// texts before them.
+    #[test]
+    fn matching_a_key_is_building_it() {
+        let on = Dialect::default();
+        let key = |sql: &str| quick_masked_key(sql, on).flatten().map(|(key, _)| key);
+        let pgbench = key("SELECT abalance FROM t WHERE aid = 17;").unwrap();
+        assert!(has_masked_key(
+            "SELECT abalance FROM t WHERE aid = 123456;",
+            &pgbench,
+            on
+        ));
+        for other in [
+            "SELECT abalance FROM t WHERE aid = 12a;",
+            "SELECT abalance FROM t WHERE aid = 1.5;",
+            "SELECT abalance FROM t WHERE aid = -1;",
+            "SELECT abalance FROM t WHERE aid = ;",
+            "SELECT abalance FROM t WHERE aid = 17; ",
+            "SELECT abalance FROM t WHERE aid = 17",
+            "SELECT abalance FROM t WHERE aid = 17;x",
+            "SELECT abalance FROM t WHERE aid = 17;SELECT 1",
+        ] {
+            assert!(!has_masked_key(other, &pgbench, on), "{other}");
+        }
+        let off = Dialect {
+            standard_conforming_strings: false,
+        };
+        assert!(!has_masked_key(
+            "SELECT abalance FROM t WHERE aid = 17;",
+            &pgbench,
+            off
+        ));
+        // Only the lexer-free keys match (they start with \u{2}).
+        let lexed = numeric_masked_key("SELECT 'a', 1", on).unwrap().0;
+        assert!(!has_masked_key("SELECT 'a', 2", &lexed, on));
+
+        let words = [
+            "SELECT", "select", "a", "t.a", "=", ",", "(", ")", ";", "1", "17", "007", "1.5", ".5",
+            "5.", "x1", "1e5", "1a", "_", "explain",
+        ];
+        let mut next = random_below(0x9e37_79b9_u64);
+        let mut recent_keys: Vec<String> = Vec::new();
+        let (mut matched, mut compared) = (0, 0);
+        let mut last = String::new();
+        for _ in 0..20_000 {
+            // Half of them the last text with its digits changed (`1.5` to `3.0`, `x1`
+            // to `x7` as well as `17` to `42`), so texts often share a key.
+            let sql = if next(2) == 0 && !last.is_empty() {
+                last.chars()
+                    .map(|c| match c {
+                        '0'..='9' => char::from(b'0' + next(10) as u8),
+                        other => other,
+                    })
+                    .collect()
+            } else {
+                let mut sql = String::from(["SELECT ", "select "][next(2)]);
+                for _ in 0..1 + next(4) {
+                    sql.push_str(words[next(words.len())]);
+                    sql.push_str(["", " "][next(2)]);
+                }
+                sql
+            };
+            let own = key(&sql);
+            for candidate in &recent_keys {
+                let matches = has_masked_key(&sql, candidate, on);
+                assert_eq!(
+                    matches,
+                    own.as_ref() == Some(candidate),
+                    "{sql:?} {candidate:?}"
+                );
+                matched += usize::from(matches);
+                compared += 1;
+            }
+            last.clone_from(&sql);
+            if let Some(own) = own {
+                assert!(has_masked_key(&sql, &own, on), "{sql:?}");
+                recent_keys.insert(0, own);
+                recent_keys.truncate(32);
+            }
+        }
+        // Not vacuous: many texts met a key of another text.
+        assert!(
+            matched > 5_000 && compared > 200_000,
+            "{matched} of {compared}"
+        );
     }
 
     #[test]
