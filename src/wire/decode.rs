@@ -49,7 +49,10 @@ pub struct Query {
 impl Query {
     /// Decodes a `Q` frame.
     pub fn decode(frame: &Frame) -> Result<Query, FrameError> {
-        let (text, rest) = cstr(frame.body()).ok_or(FrameError::Malformed("Query"))?;
+        // A SQL text is long enough for memchr's vector search to pay (a name is not).
+        let body = frame.body();
+        let end = memchr::memchr(0, body).ok_or(FrameError::Malformed("Query"))?;
+        let (text, rest) = (&body[..end], &body[end + 1..]);
         if !rest.is_empty() {
             return Err(FrameError::Malformed("Query"));
         }
