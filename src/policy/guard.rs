@@ -289,7 +289,7 @@ impl Hooks for Guard {
             guard: self.clone(),
             prepared: Prepared::new(),
             locking_prepared: HashSet::new(),
-            extended: HashMap::new(),
+            extended: ExtendedStatements::default(),
             batch_wrapped: None,
             batch_mode: BatchMode::Plain,
             batch_in_transaction: false,
@@ -334,6 +334,49 @@ impl Extended {
                 Later::ReadWrite
             }
         }
+    }
+}
+
+/// A session's protocol-level prepared statements by name. The unnamed one, which drivers
+/// Parse again for every execution, has a slot of its own, so its Parse and Bind hash
+/// nothing.
+#[derive(Debug, Default)]
+struct ExtendedStatements {
+    unnamed: Option<Extended>,
+    named: HashMap<String, Extended>,
+}
+
+impl ExtendedStatements {
+    fn get(&self, name: &str) -> Option<&Extended> {
+        if name.is_empty() {
+            self.unnamed.as_ref()
+        } else {
+            self.named.get(name)
+        }
+    }
+
+    /// Remembers `name` as `what`; a name Parsed again keeps its entry (and allocation).
+    fn set(&mut self, name: &str, what: Extended) {
+        if name.is_empty() {
+            self.unnamed = Some(what);
+        } else if let Some(slot) = self.named.get_mut(name) {
+            *slot = what;
+        } else {
+            self.named.insert(name.to_string(), what);
+        }
+    }
+
+    fn remove(&mut self, name: &str) {
+        if name.is_empty() {
+            self.unnamed = None;
+        } else {
+            self.named.remove(name);
+        }
+    }
+
+    /// `DEALLOCATE ALL`: every named statement; the unnamed one is not among them.
+    fn forget_named(&mut self) {
+        self.named.clear();
     }
 }
 
@@ -387,8 +430,8 @@ pub struct GuardSession {
     /// `EXECUTE` of one is checked for hidden writes like the read itself, since it
     /// cannot run read-only.
     locking_prepared: HashSet<String>,
-    /// Protocol-level prepared statements by name (the unnamed one is `""`).
-    extended: HashMap<String, Extended>,
+    /// Protocol-level prepared statements by name.
+    extended: ExtendedStatements,
     /// The statement whose Parse started the current batch, judged (and wrapped where
     /// needed) at that Parse: its Bind in the same batch needs nothing more. Not set for a
     /// named write, whose every Bind is wrapped.
@@ -562,7 +605,7 @@ impl GuardSession {
                         _ => Extended::Other,
                     };
                     self.note_locking(&name, locks);
-                    self.extended.insert(name.clone(), what);
+                    self.extended.set(&name, what);
                     self.prepared.insert(name, class);
                 }
                 PreparedChange::Remove(name) => {
@@ -764,8 +807,7 @@ impl GuardSession {
     ) -> Decision {
         let recorder = &self.guard.recorder;
         if let Some(name) = parse_name {
-            self.extended
-                .insert(name.to_string(), Extended::Write(recorded.clone()));
+            self.extended.set(name, Extended::Write(recorded.clone()));
             // Later in a batch that can still be ended, it starts a batch of its own.
             if !at.batch_start && self.can_end_batch(at) {
                 return Decision::Wait;
@@ -854,18 +896,11 @@ impl GuardSession {
     fn forget_prepared(&mut self) {
         self.locking_prepared.clear();
         self.prepared.clear();
-        self.extended.retain(|name, _| name.is_empty());
+        self.extended.forget_named();
     }
 
     fn remember_parse(&mut self, name: &str, what: Extended, at: Position) {
-        // A driver re-Parses the same (often unnamed) statement per execution: reuse the
-        // entry and the name's allocation.
-        match self.extended.get_mut(name) {
-            Some(slot) => *slot = what,
-            None => {
-                self.extended.insert(name.to_string(), what);
-            }
-        }
+        self.extended.set(name, what);
         if at.batch_start {
             match &mut self.batch_wrapped {
                 Some(wrapped) => {
