@@ -125,7 +125,11 @@ pub fn why(name: &str) -> &'static str {
 /// name means the server has not reported one yet; PostgreSQL always reports it before
 /// the first query, so this only happens offline, where UTF-8 is assumed.
 pub fn encoding_ok(name: &str) -> bool {
-    // Judged with every statement: compared without building the normalized name.
+    // Judged with every statement: the server's own spelling first (ParameterStatus
+    // reports `UTF8`), then compared without building the normalized name.
+    if name == "UTF8" {
+        return true;
+    }
     let norm = name
         .bytes()
         .filter(u8::is_ascii_alphanumeric)
