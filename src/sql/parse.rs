@@ -190,11 +190,6 @@ pub fn has_masked_key(sql: &str, key: &str, dialect: Dialect) -> bool {
         return false;
     }
     let (sql, mut at) = (sql.as_bytes(), 0);
-    let not_number_edge = |b: Option<&u8>| {
-        b.is_none_or(|&b| {
-            !matches!(CLASS[usize::from(b)], Class::Letter | Class::Digit) && b != b'.'
-        })
-    };
     loop {
         let Some(mask) = memchr::memchr(1, key) else {
             return &sql[at..] == key;
@@ -205,8 +200,8 @@ pub fn has_masked_key(sql: &str, key: &str, dialect: Dialect) -> bool {
         let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
         let start = at + mask;
         if digits == 0
-            || !not_number_edge(start.checked_sub(1).map(|before| &sql[before]))
-            || !not_number_edge(sql.get(start + digits))
+            || !bounds_integer(start.checked_sub(1).map(|before| sql[before]))
+            || !bounds_integer(sql.get(start + digits).copied())
         {
             return false;
         }
@@ -303,9 +298,11 @@ fn plain_masked_key(sql: &str) -> Option<Option<(String, Range<usize>)>> {
                 end = i;
                 end_before_last = None;
                 if digits_only {
-                    let dot_before = start_of_run > 0 && bytes[start_of_run - 1] == b'.';
-                    let dot_after = bytes.get(i) == Some(&b'.');
-                    if !dot_before && !dot_after {
+                    // The run is maximal, so only a `.` beside it can make it part of a
+                    // larger number; the rule is spelled once, in `bounds_integer`.
+                    if bounds_integer(start_of_run.checked_sub(1).map(|b| bytes[b]))
+                        && bounds_integer(bytes.get(i).copied())
+                    {
                         key.push_str(&sql[copied..start_of_run]);
                         key.push('\u{1}');
                         copied = i;
@@ -330,6 +327,15 @@ fn plain_masked_key(sql: &str) -> Option<Option<(String, Range<usize>)>> {
     let start = start.unwrap_or(bytes.len());
     key.push_str(&sql[copied..]);
     Some(Some((key, start..end.max(start))))
+}
+
+/// Whether the byte beside a run of digits (`None`: the text's edge) leaves the run an
+/// integer constant of its own in the plain texts of [`plain_masked_key`]: not a word
+/// character or digit (the run would be part of a word or a longer number) and not `.`
+/// (part of a decimal like `1.5` or `.5`). Masking and matching keys both ask this.
+fn bounds_integer(beside: Option<u8>) -> bool {
+    beside
+        .is_none_or(|b| !matches!(CLASS[usize::from(b)], Class::Letter | Class::Digit) && b != b'.')
 }
 
 /// How [`plain_masked_key`] reads a byte.
