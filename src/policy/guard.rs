@@ -240,7 +240,9 @@ impl RecentAnalyses {
                 Found::Other(Arc::clone(analysis))
             };
         }
-        if sql.len() <= MAX_CACHED_LEN
+        // Shapes are kept only for texts the shared cache may hold.
+        let shaped = sql.len() <= MAX_CACHED_LEN;
+        if shaped
             && self
                 .plain_shapes
                 .iter()
@@ -249,9 +251,7 @@ impl RecentAnalyses {
             return Found::PlainRead;
         }
         // Without the lexer only: that one costs more than the shared cache's lookup.
-        let quick = (sql.len() <= MAX_CACHED_LEN)
-            .then(|| quick_masked_key(sql, dialect))
-            .flatten();
+        let quick = shaped.then(|| quick_masked_key(sql, dialect)).flatten();
         let (analysis, kept) = guard.analysis_and_whether_kept(sql, dialect, quick.as_ref());
         // What the shared cache does not keep by its text would only push out the
         // statements this session does repeat.
