@@ -272,6 +272,135 @@ async fn hard_delete_and_truncate_come_back_with_identity_and_generated_columns(
     );
 }
 
+/// An approved hard DELETE: the rows PostgreSQL's ON DELETE actions changed in other tables
+/// (CASCADE two levels down and through a table referencing itself, SET NULL) are parts of
+/// its change, so undoing it brings every one of them back, parents before children; and
+/// undoing that undo deletes them again, children before parents.
+#[tokio::test]
+async fn hard_delete_cascades_are_part_of_the_change_and_come_back() {
+    let db = create_db("undo").await;
+    let admin = connect_super(direct(), &db).await;
+    admin
+        .batch_execute(
+            "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL);
+             CREATE TABLE accounts (id int PRIMARY KEY,
+                                    customer_id int REFERENCES customers ON DELETE CASCADE,
+                                    parent_id int REFERENCES accounts ON DELETE CASCADE);
+             CREATE TABLE entries (id int PRIMARY KEY,
+                                   account_id int NOT NULL REFERENCES accounts ON DELETE CASCADE,
+                                   amount numeric);
+             CREATE TABLE notes (id int PRIMARY KEY,
+                                 customer_id int REFERENCES customers ON DELETE SET NULL, body text);
+             INSERT INTO customers VALUES (1, 'ada'), (2, 'bob'), (3, 'cy');
+             INSERT INTO accounts VALUES (10, 1, NULL), (11, 1, NULL), (12, NULL, 10),
+                                         (13, NULL, 12), (20, 2, NULL);
+             INSERT INTO entries VALUES (100, 10, 1.5), (101, 12, 2), (102, 13, 3),
+                                        (103, 20, 4), (104, 11, 5);
+             INSERT INTO notes VALUES (1, 1, 'called'), (2, 2, 'paid'), (3, NULL, 'misc');",
+        )
+        .await
+        .expect("schema");
+    let tables = [
+        "SELECT (c.*)::text FROM customers c ORDER BY id",
+        "SELECT (a.*)::text FROM accounts a ORDER BY id",
+        "SELECT (e.*)::text FROM entries e ORDER BY id",
+        "SELECT (n.*)::text FROM notes n ORDER BY id",
+    ];
+    let mut before = Vec::new();
+    for sql in tables {
+        before.push(texts(&admin, sql).await);
+    }
+
+    let top = approved(
+        &admin,
+        "customers",
+        "DELETE FROM customers WHERE id IN (1, 3)",
+    )
+    .await;
+    assert_eq!(count(&admin, "SELECT count(*) FROM accounts").await, 1);
+    assert_eq!(count(&admin, "SELECT count(*) FROM entries").await, 1);
+    let mut after = Vec::new();
+    for sql in tables {
+        after.push(texts(&admin, sql).await);
+    }
+    // end_statement names the DELETE's own change; everything else it did hangs under it.
+    let parts = texts(
+        &admin,
+        &format!(
+            "SELECT format('%s %s %s %s', table_name, kind, rows, parent_id) FROM pgbelay.changes \
+              WHERE id >= {top} ORDER BY id"
+        ),
+    )
+    .await;
+    assert_eq!(
+        parts,
+        vec![
+            "customers delete 2 ".to_string(),
+            format!("notes update 1 {top}"),
+            format!("accounts delete 4 {top}"),
+            format!("entries delete 4 {top}"),
+        ]
+    );
+
+    let report = undo(&admin, top).await.expect("undo hard delete");
+    let steps: Vec<(&str, undo::Action)> = report
+        .steps
+        .iter()
+        .map(|s| (s.table.as_str(), s.action))
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            ("public.customers", undo::Action::Insert),
+            ("public.notes", undo::Action::Update),
+            ("public.accounts", undo::Action::Insert),
+            ("public.entries", undo::Action::Insert),
+        ]
+    );
+    for (sql, rows) in tables.iter().zip(&before) {
+        assert_eq!(&texts(&admin, sql).await, rows, "{sql}");
+    }
+
+    // Undoing the undo deletes the rows again. A row added since that references one of
+    // them is a conflict (the cascade would take it); the rows the undo itself brought
+    // back are not.
+    let undo_id = report.undo_id.expect("recorded");
+    admin
+        .batch_execute("INSERT INTO entries VALUES (105, 12, 6)")
+        .await
+        .expect("a new entry");
+    match undo(&admin, undo_id).await {
+        Err(UndoError::Conflicts(report)) => {
+            let conflicts: Vec<String> = report
+                .conflicts
+                .iter()
+                .map(|c| format!("{} {:?} {:?}", c.table, c.key, c.reason))
+                .collect();
+            assert_eq!(
+                conflicts,
+                vec![format!(
+                    "public.accounts {:?} {:?}",
+                    vec![("id".to_string(), Some("12".to_string()))],
+                    ConflictReason::Referenced {
+                        by: "public.entries".into(),
+                        rows: 1,
+                        on_delete: "CASCADE".into()
+                    }
+                )]
+            );
+        }
+        other => panic!("expected one conflict, got {other:?}"),
+    }
+    admin
+        .batch_execute("DELETE FROM entries WHERE id = 105")
+        .await
+        .expect("the new entry goes");
+    undo(&admin, undo_id).await.expect("undo the undo");
+    for (sql, rows) in tables.iter().zip(&after) {
+        assert_eq!(&texts(&admin, sql).await, rows, "{sql}");
+    }
+}
+
 #[tokio::test]
 async fn drop_goes_to_the_recycle_bin_and_comes_back_whole() {
     let db = create_db("undo").await;

@@ -17,8 +17,10 @@ pub const DEFAULT_AUDIT_SCHEMA: &str = "pgbelay";
 /// `begin_statement` a fast path (the caller's rights, no nested call, no SET clause) that
 /// `_begin_statement` backs. Version 6 counts the blast radius per statement across its
 /// triggers (an upsert's inserts and updates, a cascade's children; `pgbelay.rows_total`),
-/// not per table and operation.
-pub const SCHEMA_VERSION: i32 = 6;
+/// not per table and operation. Version 7 records what an approved hard DELETE's ON DELETE
+/// actions change in other rows as parts of its change (`parent_id`), so undo brings them
+/// back with it; the upgrade regenerates the capture functions.
+pub const SCHEMA_VERSION: i32 = 7;
 
 /// The install script, in order: tables and guards, shadow/trigger management (and the
 /// event trigger that runs it at DDL time), capture,

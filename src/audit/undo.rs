@@ -15,8 +15,9 @@
 //! A `drop` change moves its table back from the recycle bin (`<audit>.restore_table`);
 //! the undo of such a restore moves it to the bin again (`<audit>.recycle_table`).
 //!
-//! Order across a cascade: restores first, then deletes (children before parents), updates,
-//! inserts (parents before children), and moves to the bin last.
+//! Order across a cascade: restores first, then deletes (children before parents), then
+//! updates and inserts (parents before children, in the order the changes were made), and
+//! moves to the bin last.
 //!
 //! # Conflicts
 //!
@@ -338,6 +339,13 @@ pub async fn undo(
     Ok(report)
 }
 
+/// The undo's tree: the audit schema and the changes it reverses.
+#[derive(Clone, Copy)]
+struct Tree<'a> {
+    audit: &'a str,
+    ids: &'a [i64],
+}
+
 /// A step before it runs, with its place in the order.
 struct Planned {
     step: Step,
@@ -347,13 +355,18 @@ struct Planned {
 }
 
 impl Planned {
-    fn order(&self) -> (u8, i32) {
+    /// Where the step goes. Deletes take children before parents (the deepest first, and
+    /// at one depth the later change first); updates and inserts then go parents before
+    /// children in the order the changes were made, so a hard-deleted parent row is back
+    /// before its cascade's rows return and before the keys its ON DELETE SET NULL
+    /// cleared are set again.
+    fn order(&self) -> (u8, i32, i64) {
+        let id = self.step.change_id;
         match self.step.action {
-            Action::Restore => (0, self.depth),
-            Action::Delete => (1, -self.depth),
-            Action::Update => (2, self.depth),
-            Action::Insert => (3, self.depth),
-            Action::Recycle => (4, -self.depth),
+            Action::Restore => (0, self.depth, 0),
+            Action::Delete => (1, -self.depth, -id),
+            Action::Update | Action::Insert => (2, self.depth, id),
+            Action::Recycle => (3, -self.depth, 0),
         }
     }
 }
@@ -434,6 +447,7 @@ async fn run(
                 })?;
             plan_images(
                 client,
+                Tree { audit, ids: &ids },
                 change,
                 *depth,
                 &images,
@@ -549,6 +563,7 @@ async fn tree(client: &Client, audit: &str, id: i64) -> Result<Vec<(Change, i32)
 #[allow(clippy::too_many_arguments)]
 async fn plan_images(
     client: &Client,
+    tree: Tree<'_>,
     change: &Change,
     depth: i32,
     images: &Images,
@@ -681,7 +696,7 @@ async fn plan_images(
         });
     };
     if added > 0 {
-        referencing_rows(client, x, images, &has_before_pair("a"), report).await?;
+        referencing_rows(client, tree, x, images, &has_before_pair("a"), report).await?;
         push(
             Action::Delete,
             added,
@@ -759,6 +774,7 @@ async fn plan_images(
 /// that an after-image `a` has no before-image (the row was added, not changed).
 async fn referencing_rows(
     client: &Client,
+    tree: Tree<'_>,
     x: i64,
     images: &Images,
     unpaired: &str,
@@ -766,14 +782,20 @@ async fn referencing_rows(
 ) -> Result<(), UndoError> {
     let keys = client
         .query(
-            "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(r.relname), \
+            &format!("SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(r.relname), \
                     n.nspname || '.' || r.relname, \
                     ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(c.conkey) WITH ORDINALITY k(n, i) \
                             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i), \
                     ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(c.confkey) WITH ORDINALITY k(n, i) \
                             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.i), \
                     CASE c.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL' \
-                         WHEN 'd' THEN 'SET DEFAULT' WHEN 'r' THEN 'RESTRICT' ELSE 'NO ACTION' END \
+                         WHEN 'd' THEN 'SET DEFAULT' WHEN 'r' THEN 'RESTRICT' ELSE 'NO ACTION' END, \
+                    (SELECT pg_catalog.format('%I.%I', $2::text, st.shadow_table) \
+                       FROM {}.shadow_tables st WHERE st.relid = c.conrelid), \
+                    ARRAY(SELECT a.attname::text FROM pg_catalog.pg_index x, \
+                                 pg_catalog.unnest(x.indkey) WITH ORDINALITY k(n, o), pg_catalog.pg_attribute a \
+                           WHERE x.indrelid = c.conrelid AND x.indisprimary \
+                             AND a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o) \
                FROM pg_catalog.pg_constraint c \
                JOIN pg_catalog.pg_class r ON r.oid = c.conrelid \
                JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace \
@@ -781,7 +803,9 @@ async fn referencing_rows(
                 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint p \
                                  WHERE p.oid = c.conparentid AND p.confrelid = c.confrelid) \
               ORDER BY 2, c.conname",
-            &[&images.relid],
+                quote_ident(tree.audit)
+            ),
+            &[&images.relid, &tree.audit],
         )
         .await
         .map_err(pg("read the foreign keys"))?;
@@ -798,9 +822,20 @@ async fn referencing_rows(
             .map(|(c, p)| format!("c.{} = t.{}", quote_ident(c), quote_ident(p)))
             .collect::<Vec<_>>()
             .join(" AND ");
+        let shadow: Option<String> = fk.try_get(5).map_err(pg("read the foreign keys"))?;
+        let child_key: Vec<String> = fk.try_get(6).map_err(pg("read the foreign keys"))?;
+        let undone = match shadow {
+            Some(shadow) if !child_key.is_empty() => {
+                format!(
+                    " AND NOT {}",
+                    undone_by_tree(tree, &shadow, &child_key, &columns, &referenced)
+                )
+            }
+            _ => String::new(),
+        };
         let sql = format!(
             "SELECT {}, pg_catalog.count(*) FROM {} a JOIN {t} t ON {} JOIN {child} c ON {join} \
-              WHERE a.pgbelay_change_id = {x} AND a.pgbelay_image = 'after' AND NOT {unpaired} \
+              WHERE a.pgbelay_change_id = {x} AND a.pgbelay_image = 'after' AND NOT {unpaired}{undone} \
               GROUP BY 1 ORDER BY 1",
             images.key_text("a"),
             images.shadow,
@@ -824,6 +859,47 @@ async fn referencing_rows(
         }
     }
     Ok(())
+}
+
+/// A condition on referencing row `c` (of a table recorded in `shadow`, keyed by `key`,
+/// whose `columns` reference `referenced` of row `t`): a change of the undo's tree left `c`
+/// as it is and its undo takes `c` away from `t` (deletes a row it inserted, or sets it back
+/// to a before-image that did not reference `t`). Such a row is no conflict: the undo that
+/// deletes `t` reverses it too (an undone hard delete's cascade, undone again).
+fn undone_by_tree(
+    tree: Tree<'_>,
+    shadow: &str,
+    key: &[String],
+    columns: &[String],
+    referenced: &[String],
+) -> String {
+    let same_row = |alias: &str| {
+        key.iter()
+            .map(|k| format!("{alias}.{k} = c.{k}", k = quote_ident(k)))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    };
+    let references_t = columns
+        .iter()
+        .zip(referenced)
+        .map(|(c, p)| format!("b.{} = t.{}", quote_ident(c), quote_ident(p)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let ids = tree
+        .ids
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "EXISTS (SELECT 1 FROM {shadow} s WHERE s.pgbelay_change_id IN ({ids}) \
+                   AND s.pgbelay_image = 'after' AND {} \
+                   AND NOT EXISTS (SELECT 1 FROM {shadow} b \
+                                    WHERE b.pgbelay_change_id = s.pgbelay_change_id \
+                                      AND b.pgbelay_image = 'before' AND {} AND {references_t}))",
+        same_row("s"),
+        same_row("b"),
+    )
 }
 
 /// Shadow columns the table no longer has that hold values for change `x`.

@@ -6,7 +6,8 @@
 -- begin_statement); writes from direct connections pass unrecorded.
 
 -- Records one change row (using the statement's settings) under `id` (NULL: a new one)
--- and returns its id.
+-- and returns its id. A change with a parent (pgbelay.parent_id: a cascade, an undo's
+-- write) leaves pgbelay.change_id, which names the statement's own change, alone.
 -- The helpers below carry no SECURITY DEFINER: they run as the audit owner when the
 -- SECURITY DEFINER entry points or capture functions call them. The capture functions,
 -- which run with every write, have no SET clause (a GUC save and restore on every call)
@@ -20,6 +21,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $pgbelay$
 DECLARE
     v_id bigint := coalesce(id, nextval(format('%I.changes_id_seq', @S_LIT@)::regclass));
     v_approval text := nullif(current_setting('pgbelay.approval', true), '');
+    v_parent bigint := nullif(current_setting('pgbelay.parent_id', true), '')::bigint;
     v_set text;
 BEGIN
     INSERT INTO @S@.changes (id, client_addr, application_name, kind, table_schema, table_name, rows,
@@ -34,12 +36,14 @@ BEGIN
             nullif(current_setting('pgbelay.approved_by', true), ''),
             nullif(current_setting('pgbelay.reason', true), ''),
             shadow,
-            nullif(current_setting('pgbelay.parent_id', true), '')::bigint);
+            v_parent);
     IF v_approval IS NOT NULL THEN
         UPDATE @S@.approvals SET change_id = v_id WHERE token_id = v_approval AND change_id IS NULL;
     END IF;
-    -- an assignment, not PERFORM: no executor start-up
-    v_set := set_config('pgbelay.change_id', v_id::text, true);
+    -- the statement's own change, not a part of another (an assignment: no executor start-up)
+    IF v_parent IS NULL THEN
+        v_set := set_config('pgbelay.change_id', v_id::text, true);
+    END IF;
     RETURN v_id;
 END
 $pgbelay$;
@@ -113,6 +117,7 @@ DECLARE
     v_max bigint;
     v_total bigint;
     v_kind text;
+    v_parent pg_catalog.int8;
     v_set text;
 BEGIN
     -- Not announced by begin_statement (a direct connection): not recorded.
@@ -160,6 +165,9 @@ BEGIN
     -- An assignment, not PERFORM: plpgsql evaluates it without an executor start-up
     -- (and _kind, one SQL expression, is inlined into it).
     pgbelay_capture.v_kind := %2$s._kind(TG_OP, TG_RELID);
+    -- The change this one is part of: a cascade's parent, an undo (both set by whoever runs
+    -- them), or the hard DELETE this statement made first (claimed below).
+    pgbelay_capture.v_parent := (CASE WHEN pg_catalog.current_setting('pgbelay.parent_id', true) OPERATOR(pg_catalog.<>) '' THEN pg_catalog.current_setting('pgbelay.parent_id', true) END)::pg_catalog.int8;
     IF coalesce(pg_catalog.current_setting('pgbelay.approval', true), '') OPERATOR(pg_catalog.=) '' THEN
         -- The change row, written here rather than by _record: a function call per write
         -- costs its own start-up in every transaction. (An approved statement's change row
@@ -173,18 +181,29 @@ BEGIN
                 CASE WHEN pg_catalog.current_setting('pgbelay.statement', true) OPERATOR(pg_catalog.<>) '' THEN pg_catalog.current_setting('pgbelay.statement', true) END,
                 coalesce(CASE WHEN pg_catalog.current_setting('pgbelay.executed', true) OPERATOR(pg_catalog.<>) '' THEN pg_catalog.current_setting('pgbelay.executed', true) END, pg_catalog.current_query()),
                 %6$L,
-                (CASE WHEN pg_catalog.current_setting('pgbelay.parent_id', true) OPERATOR(pg_catalog.<>) '' THEN pg_catalog.current_setting('pgbelay.parent_id', true) END)::pg_catalog.int8);
-        -- an assignment, not PERFORM: no executor start-up
-        pgbelay_capture.v_set := pg_catalog.set_config('pgbelay.change_id', pgbelay_capture.v_id::pg_catalog.text, true);
+                pgbelay_capture.v_parent);
+        -- The statement's own change (a part of another leaves it): an assignment, not
+        -- PERFORM, so no executor start-up.
+        IF pgbelay_capture.v_parent IS NULL THEN
+            pgbelay_capture.v_set := pg_catalog.set_config('pgbelay.change_id', pgbelay_capture.v_id::pg_catalog.text, true);
+        END IF;
     ELSE
         PERFORM %2$s._record(pgbelay_capture.v_id, pgbelay_capture.v_kind, TG_TABLE_SCHEMA,
                              TG_TABLE_NAME, pgbelay_capture.v_rows, %6$L);
     END IF;
-    -- DELETE's foreign-key contract; the cascades record their own changes meanwhile, and
-    -- the proxy wants the outermost one.
+    -- DELETE's foreign-key contract for a soft delete: the cascades it runs are recorded as
+    -- parts of this change.
     IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' AND pgbelay_capture.v_kind OPERATOR(pg_catalog.=) 'delete' THEN
         PERFORM %2$s._soft_delete_references(TG_RELID, pgbelay_capture.v_id, %6$L);
-        PERFORM pg_catalog.set_config('pgbelay.change_id', pgbelay_capture.v_id::pg_catalog.text, true);
+    -- A hard DELETE of the announced table: what PostgreSQL's ON DELETE actions do to other
+    -- rows (CASCADE, SET NULL, SET DEFAULT) fires its capture triggers after this one, in
+    -- the same statement and at the same trigger depth; they record their rows as parts of
+    -- this change, so that undoing it brings them back too. (Not for UPDATE: ON UPDATE
+    -- CASCADE is undone by PostgreSQL itself when the undo sets the key back.)
+    ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' AND pgbelay_capture.v_parent IS NULL
+          AND pg_catalog.pg_trigger_depth() OPERATOR(pg_catalog.=) 1
+          AND pg_catalog.current_setting('pgbelay.target', true) OPERATOR(pg_catalog.=) TG_RELID::pg_catalog.oid::pg_catalog.text THEN
+        pgbelay_capture.v_set := pg_catalog.set_config('pgbelay.parent_id', pgbelay_capture.v_id::pg_catalog.text, true);
     END IF;
     RETURN NULL;
 END
