@@ -168,6 +168,84 @@ async fn approved_truncate_runs_once_and_records_its_rows() {
     assert_eq!(count(&admin, "SELECT count(*) FROM logs").await, 1);
 }
 
+/// An approved TRUNCATE … CASCADE records the rows of every table it empties (tables
+/// pgbelay had never recorded included) as one change, the first table's, with the others
+/// as its parts; undoing it fills them all again, referenced tables first, whichever table
+/// the statement named first.
+#[tokio::test]
+async fn approved_truncate_cascade_is_one_change_and_undo_fills_every_table() {
+    let proxy = proxy().await;
+    let (db, admin) = db().await;
+    admin
+        .batch_execute(
+            "CREATE TABLE customers (id int PRIMARY KEY, name text);
+             CREATE TABLE orders (id int PRIMARY KEY, customer_id int NOT NULL REFERENCES customers);
+             CREATE TABLE lines (id int PRIMARY KEY, order_id int NOT NULL REFERENCES orders, sku text);
+             INSERT INTO customers VALUES (1, 'ada'), (2, 'bob');
+             INSERT INTO orders VALUES (10, 1), (11, 2), (12, 2);
+             INSERT INTO lines VALUES (100, 10, 'a'), (101, 11, 'b'), (102, 12, 'c'), (103, 12, 'd');",
+        )
+        .await
+        .expect("schema");
+    let client = connect_super(proxy.endpoint(), &db).await;
+    let tables = [
+        "SELECT (c.*)::text FROM customers c ORDER BY id",
+        "SELECT (o.*)::text FROM orders o ORDER BY id",
+        "SELECT (l.*)::text FROM lines l ORDER BY id",
+    ];
+    let before = contents(&admin, &tables).await;
+
+    for (statement, first) in [
+        ("TRUNCATE customers CASCADE", "customers"),
+        ("TRUNCATE lines, orders, customers", "lines"),
+    ] {
+        let t = token(statement, false);
+        client
+            .batch_execute(&format!("/* pgbelay:approve={t} */ {statement}"))
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {}", show(&e)));
+        assert_eq!(
+            contents(&admin, &tables).await,
+            vec![Vec::<String>::new(); 3],
+            "{statement}"
+        );
+        let top = count(
+            &admin,
+            "SELECT max(id) FROM pgbelay.changes WHERE parent_id IS NULL",
+        )
+        .await;
+        let parts = texts(
+            &admin,
+            &format!(
+                "SELECT format('%s %s %s', table_name, rows, parent_id) FROM pgbelay.changes \
+                  WHERE id = {top} OR parent_id = {top} ORDER BY table_name"
+            ),
+        )
+        .await;
+        let expected = |table: &str, rows: i64| {
+            let parent = if table == first {
+                String::new()
+            } else {
+                top.to_string()
+            };
+            format!("{table} {rows} {parent}")
+        };
+        assert_eq!(
+            parts,
+            vec![
+                expected("customers", 2),
+                expected("lines", 4),
+                expected("orders", 3)
+            ],
+            "{statement}"
+        );
+        pgbelay::audit::undo::undo(&admin, "pgbelay", top, Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("undo {statement}: {e:?}"));
+        assert_eq!(contents(&admin, &tables).await, before, "{statement}");
+    }
+}
+
 #[tokio::test]
 async fn each_failed_check_is_named() {
     let proxy = proxy().await;

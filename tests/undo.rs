@@ -13,17 +13,6 @@ use tokio_postgres::Client;
 
 const AUDIT: &str = "pgbelay";
 
-/// Rows of `sql` as text (the query selects one text column).
-async fn texts(client: &Client, sql: &str) -> Vec<String> {
-    client
-        .query(sql, &[])
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {}", show(&e)))
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
-
 /// The newest change that is not part of another.
 async fn last_change(client: &Client) -> i64 {
     count(
@@ -306,10 +295,7 @@ async fn hard_delete_cascades_are_part_of_the_change_and_come_back() {
         "SELECT (e.*)::text FROM entries e ORDER BY id",
         "SELECT (n.*)::text FROM notes n ORDER BY id",
     ];
-    let mut before = Vec::new();
-    for sql in tables {
-        before.push(texts(&admin, sql).await);
-    }
+    let before = contents(&admin, &tables).await;
 
     let top = approved(
         &admin,
@@ -319,10 +305,7 @@ async fn hard_delete_cascades_are_part_of_the_change_and_come_back() {
     .await;
     assert_eq!(count(&admin, "SELECT count(*) FROM accounts").await, 1);
     assert_eq!(count(&admin, "SELECT count(*) FROM entries").await, 1);
-    let mut after = Vec::new();
-    for sql in tables {
-        after.push(texts(&admin, sql).await);
-    }
+    let after = contents(&admin, &tables).await;
     // end_statement names the DELETE's own change; everything else it did hangs under it.
     let parts = texts(
         &admin,
@@ -357,9 +340,7 @@ async fn hard_delete_cascades_are_part_of_the_change_and_come_back() {
             ("public.entries", undo::Action::Insert),
         ]
     );
-    for (sql, rows) in tables.iter().zip(&before) {
-        assert_eq!(&texts(&admin, sql).await, rows, "{sql}");
-    }
+    assert_eq!(contents(&admin, &tables).await, before);
 
     // Undoing the undo deletes the rows again. A row added since that references one of
     // them is a conflict (the cascade would take it); the rows the undo itself brought
@@ -396,9 +377,7 @@ async fn hard_delete_cascades_are_part_of_the_change_and_come_back() {
         .await
         .expect("the new entry goes");
     undo(&admin, undo_id).await.expect("undo the undo");
-    for (sql, rows) in tables.iter().zip(&after) {
-        assert_eq!(&texts(&admin, sql).await, rows, "{sql}");
-    }
+    assert_eq!(contents(&admin, &tables).await, after);
 }
 
 #[tokio::test]

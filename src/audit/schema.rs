@@ -18,8 +18,9 @@ pub const DEFAULT_AUDIT_SCHEMA: &str = "pgbelay";
 /// `_begin_statement` backs. Version 6 counts the blast radius per statement across its
 /// triggers (an upsert's inserts and updates, a cascade's children; `pgbelay.rows_total`),
 /// not per table and operation. Version 7 records what an approved hard DELETE's ON DELETE
-/// actions change in other rows as parts of its change (`parent_id`), so undo brings them
-/// back with it; the upgrade regenerates the capture functions.
+/// actions change in other rows, and the other tables an approved TRUNCATE empties, as
+/// parts of its change (`parent_id`), so undo brings them back with it; the upgrade
+/// regenerates the capture functions.
 pub const SCHEMA_VERSION: i32 = 7;
 
 /// The install script, in order: tables and guards, shadow/trigger management (and the

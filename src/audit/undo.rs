@@ -15,9 +15,9 @@
 //! A `drop` change moves its table back from the recycle bin (`<audit>.restore_table`);
 //! the undo of such a restore moves it to the bin again (`<audit>.recycle_table`).
 //!
-//! Order across a cascade: restores first, then deletes (children before parents), then
-//! updates and inserts (parents before children, in the order the changes were made), and
-//! moves to the bin last.
+//! Order across a cascade: restores first, then deletes (referencing tables before the
+//! tables they reference), then updates and inserts (referenced tables first, each in the
+//! order the changes were made), and moves to the bin last.
 //!
 //! # Conflicts
 //!
@@ -43,7 +43,7 @@
 //! to U, so the capture triggers record them as children of U. Undoing U reverses them. A
 //! change already undone (an undo in effect, not itself undone) is refused unless forced.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use tokio_postgres::Client;
 
@@ -352,23 +352,73 @@ struct Planned {
     depth: i32,
     /// Announce with this table (quoted), or none.
     target: Option<String>,
+    /// The table whose rows it writes (not for moves to and from the bin).
+    relid: Option<u32>,
 }
 
 impl Planned {
-    /// Where the step goes. Deletes take children before parents (the deepest first, and
-    /// at one depth the later change first); updates and inserts then go parents before
-    /// children in the order the changes were made, so a hard-deleted parent row is back
-    /// before its cascade's rows return and before the keys its ON DELETE SET NULL
-    /// cleared are set again.
-    fn order(&self) -> (u8, i32, i64) {
+    /// Where the step goes, `rank` being its table's place in the foreign keys among the
+    /// undo's tables ([`foreign_key_ranks`]). Deletes take referencing tables first (and
+    /// at one table the deepest, then the later change first); updates and inserts then go
+    /// referenced tables first, each in the order the changes were made. So a parent row
+    /// is back before its children's rows return and before keys that ON DELETE SET NULL
+    /// cleared are set again, whichever table a TRUNCATE named first.
+    fn order(&self, rank: i32) -> (u8, i32, i32, i64) {
         let id = self.step.change_id;
         match self.step.action {
-            Action::Restore => (0, self.depth, 0),
-            Action::Delete => (1, -self.depth, -id),
-            Action::Update | Action::Insert => (2, self.depth, id),
-            Action::Recycle => (3, -self.depth, 0),
+            Action::Restore => (0, 0, self.depth, 0),
+            Action::Delete => (1, -rank, -self.depth, -id),
+            Action::Update | Action::Insert => (2, rank, self.depth, id),
+            Action::Recycle => (3, 0, -self.depth, 0),
         }
     }
+}
+
+/// For each table the steps write, how many foreign keys deep it is among those tables:
+/// 0 for one referencing none of the others, else one more than the deepest it references
+/// (a table's reference to itself does not count). Where the foreign keys among them form
+/// a cycle every rank is 0: the order is the changes' own.
+async fn foreign_key_ranks(
+    client: &Client,
+    planned: &[Planned],
+) -> Result<HashMap<u32, i32>, UndoError> {
+    let mut ranks: HashMap<u32, i32> = planned
+        .iter()
+        .filter_map(|p| p.relid)
+        .map(|r| (r, 0))
+        .collect();
+    if ranks.len() < 2 {
+        return Ok(ranks);
+    }
+    let relids: Vec<u32> = ranks.keys().copied().collect();
+    let edges: Vec<(u32, u32)> = client
+        .query(
+            "SELECT DISTINCT conrelid, confrelid FROM pg_catalog.pg_constraint \
+              WHERE contype = 'f' AND conrelid = ANY ($1) AND confrelid = ANY ($1) \
+                AND conrelid <> confrelid",
+            &[&relids],
+        )
+        .await
+        .map_err(pg("read the foreign keys"))?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(pg("read the foreign keys"))?;
+    // Without a cycle no path is longer than the tables are many, so the ranks settle.
+    for _ in 0..=relids.len() {
+        let mut changed = false;
+        for (child, parent) in &edges {
+            let deeper = ranks[parent] + 1;
+            if ranks[child] < deeper {
+                ranks.insert(*child, deeper);
+                changed = true;
+            }
+        }
+        if !changed {
+            return Ok(ranks);
+        }
+    }
+    Ok(relids.into_iter().map(|r| (r, 0)).collect())
 }
 
 async fn run(
@@ -421,6 +471,7 @@ async fn run(
                 },
                 depth: *depth,
                 target: None,
+                relid: None,
             });
         } else if let Some((_, relid)) = restores.iter().find(|(by, _)| *by == change.id) {
             planned.push(Planned {
@@ -436,6 +487,7 @@ async fn run(
                 },
                 depth: *depth,
                 target: None,
+                relid: None,
             });
         } else if let Some(shadow) = &change.shadow_table {
             let images = images::load(client, audit, shadow)
@@ -462,7 +514,8 @@ async fn run(
     if planned.is_empty() {
         return Err(UndoError::NothingToUndo(id));
     }
-    planned.sort_by_key(Planned::order);
+    let ranks = foreign_key_ranks(client, &planned).await?;
+    planned.sort_by_key(|p| p.order(p.relid.and_then(|r| ranks.get(&r).copied()).unwrap_or(0)));
     if !report.conflicts.is_empty() && !options.force {
         report.steps = planned.into_iter().map(|p| p.step).collect();
         return Err(UndoError::Conflicts(Box::new(report)));
@@ -693,6 +746,7 @@ async fn plan_images(
             },
             depth,
             target: Some(t.clone()),
+            relid: Some(images.relid),
         });
     };
     if added > 0 {

@@ -230,6 +230,26 @@ pub async fn count(client: &Client, sql: &str) -> i64 {
     client.query_one(sql, &[]).await.expect(sql).get(0)
 }
 
+/// Rows of `sql` as text (the query selects one text column).
+pub async fn texts(client: &Client, sql: &str) -> Vec<String> {
+    client
+        .query(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {}", show(&e)))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// What each query of `queries` returns, as [`texts`] does: a snapshot of some tables.
+pub async fn contents(client: &Client, queries: &[&str]) -> Vec<Vec<String>> {
+    let mut all = Vec::with_capacity(queries.len());
+    for sql in queries {
+        all.push(texts(client, sql).await);
+    }
+    all
+}
+
 /// The rows `sql` returns, as pairs of their first two columns.
 pub async fn query_pairs<A, B>(
     client: &Client,

@@ -217,6 +217,9 @@ END
 $pgbelay$;
 
 -- BEFORE TRUNCATE ... FOR EACH STATEMENT: an (approved) TRUNCATE records every row first.
+-- PostgreSQL fires it for every table the TRUNCATE empties (the ones it names, then those
+-- CASCADE adds) before emptying any; the first records the statement's change and the
+-- others are its parts, so undoing it fills them all again.
 CREATE OR REPLACE FUNCTION @S@.capture_truncate() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $pgbelay$
 DECLARE
@@ -226,6 +229,7 @@ DECLARE
     v_shadow text;
     v_id bigint;
     v_source text := format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME);
+    v_parent text := coalesce(current_setting('pgbelay.parent_id', true), '');
 BEGIN
     IF coalesce(current_setting('pgbelay.statement', true), '') = '' THEN
         RETURN NULL;
@@ -239,6 +243,9 @@ BEGIN
     END IF;
     v_shadow := format('%I.%I', v_audit, v_map.shadow_table);
     v_id := @S@._record(NULL, 'truncate', TG_TABLE_SCHEMA, TG_TABLE_NAME, v_rows, v_shadow);
+    IF v_parent = '' THEN
+        PERFORM set_config('pgbelay.parent_id', v_id::text, true);
+    END IF;
     EXECUTE format('INSERT INTO %s (%s%s pgbelay_change_id, pgbelay_image) SELECT %s%s $1, ''before'' FROM %s',
                    v_shadow, v_map.columns, CASE WHEN v_map.columns = '' THEN '' ELSE ',' END,
                    v_map.columns, CASE WHEN v_map.columns = '' THEN '' ELSE ',' END, v_source)
