@@ -916,10 +916,11 @@ async fn referencing_rows(
 }
 
 /// A condition on referencing row `c` (of a table recorded in `shadow`, keyed by `key`,
-/// whose `columns` reference `referenced` of row `t`): a change of the undo's tree left `c`
-/// as it is and its undo takes `c` away from `t` (deletes a row it inserted, or sets it back
-/// to a before-image that did not reference `t`). Such a row is no conflict: the undo that
-/// deletes `t` reverses it too (an undone hard delete's cascade, undone again).
+/// whose `columns` reference `referenced` of row `t`): a change of the undo's tree has an
+/// after-image of `c` (by key), and undoing that change takes `c` away from `t` (deletes a
+/// row it inserted, or sets it back to a before-image that did not reference `t`). Such a
+/// row is no conflict: the same undo reverses it (an undone hard delete's cascade, undone
+/// again). Whether `c` still equals that after-image is the change's own conflict check.
 fn undone_by_tree(
     tree: Tree<'_>,
     shadow: &str,
