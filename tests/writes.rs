@@ -534,6 +534,71 @@ async fn a_function_turning_the_read_only_default_off_is_undone() {
     assert_eq!(count(&admin, "SELECT count(*) FROM side_effects").await, 0);
 }
 
+/// `session_replication_role = replica` set through a function (which the server does not
+/// report to the proxy) would let writes skip foreign keys: every recorded write is refused
+/// until the session sets it back to `origin`, and no row of such a write lands.
+#[tokio::test]
+async fn writes_are_refused_while_a_function_left_replication_role_replica() {
+    let proxy = guarded(1000).await;
+    let (db, admin) = shop().await;
+    admin
+        .batch_execute(
+            "CREATE TABLE lines (id int PRIMARY KEY, order_id int NOT NULL REFERENCES orders);
+             CREATE FUNCTION replica() RETURNS text LANGUAGE sql VOLATILE
+                 AS $$ SELECT set_config('session_replication_role', 'replica', false) $$",
+        )
+        .await
+        .expect("schema");
+    let client = connect_super(proxy.endpoint(), &db).await;
+    client
+        .simple_query("SELECT replica()")
+        .await
+        .expect("a read");
+    for sql in [
+        "INSERT INTO lines VALUES (1, 999)",
+        "UPDATE orders SET total = 0 WHERE id = 1",
+        "DELETE FROM orders WHERE id = 2",
+    ] {
+        let err = client.batch_execute(sql).await.expect_err(sql);
+        let db_err = err.as_db_error().expect("server error");
+        assert_eq!(db_err.code().code(), "42501", "{sql}: {}", show(&err));
+        assert!(
+            db_err
+                .message()
+                .contains("session_replication_role is replica"),
+            "{}",
+            db_err.message()
+        );
+        assert_eq!(
+            db_err.hint(),
+            Some("SET session_replication_role = origin, then run the statement again.")
+        );
+    }
+    assert_eq!(count(&admin, "SELECT count(*) FROM lines").await, 0);
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM orders WHERE total = 0 OR deleted_at IS NOT NULL"
+        )
+        .await,
+        0
+    );
+    client
+        .batch_execute("SET session_replication_role = origin")
+        .await
+        .expect("set back");
+    let err = client
+        .batch_execute("INSERT INTO lines VALUES (1, 999)")
+        .await
+        .expect_err("the foreign key holds again");
+    assert_eq!(sqlstate(&err).as_deref(), Some("23503"), "{}", show(&err));
+    client
+        .batch_execute("INSERT INTO lines VALUES (1, 1)")
+        .await
+        .expect("a valid row");
+    assert_eq!(count(&admin, "SELECT count(*) FROM lines").await, 1);
+}
+
 /// pgjdbc with autocommit off sends BEGIN and the transaction's first statement in one
 /// batch, where nothing can be put in front of the statement: reads there are checked for
 /// hidden writes after the batch; a statement that needs wrapping (a write, DDL, a locking

@@ -33,6 +33,18 @@ DECLARE
     v_shadow text;
     v_set text;
 BEGIN
+    -- The proxy refuses changing this setting, but a function can (set_config), and the
+    -- server does not report it to the proxy; `replica` would let this write skip its
+    -- foreign keys and triggers.
+    IF pg_catalog.current_setting('session_replication_role') OPERATOR(pg_catalog.<>) 'origin' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '42501',
+            MESSAGE = pg_catalog.format('pgbelay: refused: session_replication_role is %s in this session, '
+                                        'which silently disables triggers and foreign keys (a function set it?)',
+                                        pg_catalog.current_setting('session_replication_role')),
+            DETAIL = 'statement class: guard setting',
+            HINT = 'SET session_replication_role = origin, then run the statement again.';
+    END IF;
     IF rel IS NOT NULL AND coalesce(approval, '') OPERATOR(pg_catalog.=) ''
        AND coalesce(statement, '') OPERATOR(pg_catalog.<>) '' THEN
         SELECT pg_catalog.format('%I.%I', @S_LIT@, s.shadow_table) INTO v_shadow
