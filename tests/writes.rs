@@ -599,6 +599,69 @@ async fn writes_are_refused_while_a_function_left_replication_role_replica() {
     assert_eq!(count(&admin, "SELECT count(*) FROM lines").await, 1);
 }
 
+/// pgbelay's capture triggers cannot be renamed (a copy would record every write twice),
+/// dropped or disabled through it, by name or with ALL / USER; the client's own triggers
+/// can. A write afterwards is recorded exactly once.
+#[tokio::test]
+async fn capture_triggers_cannot_be_renamed_or_disabled() {
+    let proxy = guarded(1000).await;
+    let (db, admin) = shop().await;
+    let client = connect_super(proxy.endpoint(), &db).await;
+    client
+        .batch_execute("UPDATE orders SET total = 1 WHERE id = 1")
+        .await
+        .expect("first write prepares the table");
+    client
+        .batch_execute(
+            "CREATE FUNCTION nothing() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$",
+        )
+        .await
+        .expect("function");
+    client
+        .batch_execute(
+            "CREATE TRIGGER mine AFTER UPDATE ON orders FOR EACH STATEMENT EXECUTE FUNCTION nothing()",
+        )
+        .await
+        .expect("own trigger");
+    let triggers = "SELECT string_agg(tgname || ':' || tgenabled::text, ' ' ORDER BY tgname) \
+                    FROM pg_trigger WHERE tgrelid = 'orders'::regclass AND NOT tgisinternal";
+    let before = texts(&admin, triggers).await;
+    for sql in [
+        "ALTER TRIGGER pgbelay_capture_update ON orders RENAME TO renamed",
+        "ALTER TABLE orders DISABLE TRIGGER ALL",
+        "ALTER TABLE orders DISABLE TRIGGER USER",
+        "ALTER TABLE orders DISABLE TRIGGER pgbelay_capture_update",
+        "ALTER TABLE orders ENABLE TRIGGER pgbelay_capture_update",
+    ] {
+        let err = client.batch_execute(sql).await.expect_err(sql);
+        let db_err = err.as_db_error().expect("server error");
+        assert_eq!(db_err.code().code(), "42501", "{sql}");
+        assert!(
+            db_err.message().contains("pgbelay's capture triggers"),
+            "{sql}: {}",
+            db_err.message()
+        );
+        assert_eq!(db_err.detail(), Some("statement class: capture trigger"));
+    }
+    assert_eq!(texts(&admin, triggers).await, before);
+    client
+        .batch_execute("ALTER TABLE orders DISABLE TRIGGER mine")
+        .await
+        .expect("own trigger, by name");
+    client
+        .batch_execute("UPDATE orders SET total = 2 WHERE id = 1")
+        .await
+        .expect("write");
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM pgbelay.changes WHERE statement = 'UPDATE orders SET total = 2 WHERE id = 1'"
+        )
+        .await,
+        1
+    );
+}
+
 /// pgjdbc with autocommit off sends BEGIN and the transaction's first statement in one
 /// batch, where nothing can be put in front of the statement: reads there are checked for
 /// hidden writes after the batch; a statement that needs wrapping (a write, DDL, a locking

@@ -71,6 +71,9 @@ pub enum IrreversibleKind {
     AuditSchema(String),
     /// A change to a setting the guard depends on.
     GuardSetting(String),
+    /// DDL on pgbelay's capture triggers: what it would do to them (`renames`, `drops`,
+    /// `disables`, `re-enables`).
+    CaptureTriggers(String),
     /// A client_encoding pgbelay cannot read.
     Encoding(String),
     /// COPY to or from a server file or program.
@@ -114,6 +117,7 @@ impl IrreversibleKind {
             Self::DestructiveFunction(_) => "destructive function",
             Self::AuditSchema(_) => "audit schema",
             Self::GuardSetting(_) => "guard setting",
+            Self::CaptureTriggers(_) => "capture trigger",
             Self::Encoding(_) => "client encoding",
             Self::ServerSideCopy => "server-side copy",
             Self::TwoPhase => "two-phase commit",
@@ -140,6 +144,7 @@ impl IrreversibleKind {
                 | Self::UnknownPrepared(_)
                 | Self::AuditSchema(_)
                 | Self::GuardSetting(_)
+                | Self::CaptureTriggers(_)
                 | Self::Encoding(_)
                 | Self::ServerSideCopy
                 | Self::TwoPhase

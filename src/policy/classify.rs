@@ -122,6 +122,7 @@ fn by_kind(kind: &Kind, prepared: &Prepared) -> C {
         Kind::TwoPhase => I::TwoPhase,
         Kind::CopyServerSide => I::ServerSideCopy,
         Kind::SelectInto => I::SelectInto,
+        Kind::CaptureTriggers(what) => I::CaptureTriggers((*what).to_string()),
         Kind::Unsupported(what) => I::Unsupported((*what).to_string()),
         // Handled by `classify` before this point.
         Kind::Write(_) | Kind::Prepare(..) => I::Unsupported("statement".into()),

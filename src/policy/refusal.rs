@@ -80,6 +80,14 @@ impl Refusal {
                 format!("changing {s} would loosen the guard: {}", super::settings::why(s)),
                 "Leave it as it is while connected through pgbelay; an approval token cannot lift this".into(),
             ),
+            K::CaptureTriggers(what) => (
+                format!(
+                    "this statement {what} pgbelay's capture triggers (pgbelay_capture_*), which record every write to the table"
+                ),
+                "Leave them as they are: renamed, a copy records every write twice; dropped or disabled, writes go unrecorded. \
+                 Name your own triggers instead of ALL or USER (ALTER TABLE … DISABLE TRIGGER my_trigger). An approval token cannot lift this"
+                    .into(),
+            ),
             K::Encoding(e) => (
                 format!("client_encoding {e} cannot be read safely"),
                 "Use UTF8: set PGCLIENTENCODING=UTF8, or run \\encoding UTF8 in psql".into(),

@@ -144,6 +144,58 @@ fn audit_schema_by_parsed_identifier() {
 }
 
 #[test]
+fn capture_triggers_are_left_alone() {
+    let capture =
+        |what: &str| StatementClass::Irreversible(IrreversibleKind::CaptureTriggers(what.into()));
+    for (sql, what) in [
+        (
+            "alter trigger pgbelay_capture_update on orders rename to mine",
+            "renames",
+        ),
+        ("drop trigger pgbelay_capture_insert on s.orders", "drops"),
+        (
+            "drop trigger if exists pgbelay_capture_delete on t cascade",
+            "drops",
+        ),
+        (
+            "alter table orders disable trigger pgbelay_capture_update",
+            "disables",
+        ),
+        ("alter table orders disable trigger all", "disables"),
+        ("alter table only orders disable trigger user", "disables"),
+        (
+            "alter table orders add column c int, disable trigger all",
+            "disables",
+        ),
+        ("alter table orders enable trigger all", "re-enables"),
+        (
+            "alter table orders enable replica trigger pgbelay_capture_insert",
+            "re-enables",
+        ),
+    ] {
+        assert_eq!(class_of(sql), capture(what), "{sql}");
+        assert!(!IrreversibleKind::CaptureTriggers(what.into()).approvable());
+    }
+    // The client's own triggers, by name, are the client's business.
+    assert_eq!(
+        class_of("alter table orders disable trigger mine"),
+        StatementClass::AdditiveDdl
+    );
+    assert_eq!(
+        class_of("alter trigger mine on orders rename to yours"),
+        StatementClass::AdditiveDdl
+    );
+    assert_eq!(
+        class_of(r#"alter table orders enable trigger "PGBELAY_CAPTURE_X""#),
+        StatementClass::AdditiveDdl
+    );
+    assert_eq!(
+        class_of("drop trigger mine on orders"),
+        StatementClass::Irreversible(IrreversibleKind::Drop)
+    );
+}
+
+#[test]
 fn functions() {
     assert!(refused("select pg_catalog.lo_unlink(42)"));
     assert!(refused("select 1 from t where lo_unlink(oid) > 0"));

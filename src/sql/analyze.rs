@@ -165,6 +165,9 @@ pub enum Kind {
     /// PREPARE TRANSACTION / COMMIT PREPARED / ROLLBACK PREPARED: two-phase commit
     /// outlives the session.
     TwoPhase,
+    /// DDL that renames, drops, disables or re-enables pgbelay's capture triggers
+    /// (`pgbelay_capture_*`), by name or with `ALL` / `USER`: what it would do to them.
+    CaptureTriggers(&'static str),
     /// A statement type pgbelay does not judge (refused: fail closed).
     Unsupported(&'static str),
 }
@@ -366,7 +369,55 @@ fn kind(n: &N, s: &mut Statement) -> Kind {
         | N::CheckPointStmt(_)
         | N::ConstraintsSetStmt(_) => K::Read,
         N::ReindexStmt(_) | N::ClusterStmt(_) => K::Read,
-        _ => ddl_kind(n),
+        _ => match capture_triggers(n) {
+            Some(what) => K::CaptureTriggers(what),
+            None => ddl_kind(n),
+        },
+    }
+}
+
+/// The prefix of the triggers pgbelay puts on every table it records.
+const CAPTURE_TRIGGER_PREFIX: &str = "pgbelay_capture_";
+
+/// What DDL would do to pgbelay's capture triggers, if anything. Renamed, one would run
+/// beside the copy pgbelay recreates (every write recorded twice); dropped or disabled,
+/// writes go unrecorded; `ENABLE TRIGGER` takes away the `ALWAYS` that keeps them firing
+/// under `session_replication_role = replica`. `ALL` and `USER` include them (and `ALL`
+/// the foreign keys' triggers).
+fn capture_triggers(n: &N) -> Option<&'static str> {
+    use pb::AlterTableType as A;
+    let ours = |name: &str| name.starts_with(CAPTURE_TRIGGER_PREFIX);
+    let trigger = ObjectType::ObjectTrigger as i32;
+    match n {
+        N::RenameStmt(r) if r.rename_type == trigger && ours(&r.subname) => Some("renames"),
+        N::DropStmt(d)
+            if d.remove_type == trigger
+                && d.objects.iter().any(|o| match &o.node {
+                    Some(N::List(l)) => l.items.last().is_some_and(
+                        |i| matches!(&i.node, Some(N::String(name)) if ours(&name.sval)),
+                    ),
+                    _ => false,
+                }) =>
+        {
+            Some("drops")
+        }
+        N::AlterTableStmt(a) => a.cmds.iter().find_map(|cmd| {
+            let Some(N::AlterTableCmd(c)) = &cmd.node else {
+                return None;
+            };
+            match A::try_from(c.subtype) {
+                Ok(A::AtDisableTrigAll | A::AtDisableTrigUser) => Some("disables"),
+                Ok(A::AtEnableTrigAll | A::AtEnableTrigUser) => Some("re-enables"),
+                Ok(A::AtDisableTrig) if ours(&c.name) => Some("disables"),
+                Ok(A::AtEnableTrig | A::AtEnableAlwaysTrig | A::AtEnableReplicaTrig)
+                    if ours(&c.name) =>
+                {
+                    Some("re-enables")
+                }
+                _ => None,
+            }
+        }),
+        _ => None,
     }
 }
 
