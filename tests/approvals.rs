@@ -582,6 +582,58 @@ async fn approved_ddl_runs_and_is_recorded_with_the_token() {
     assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some("items_n"));
     assert_eq!(row.get::<_, Option<String>>(2), Some(token_id(&t)));
 }
+/// An approved statement no trigger records (a DO block, a data-modifying CTE) gets its
+/// change row first and the rows it changes are parts of it: the token names that change,
+/// and undoing it reverses them.
+#[tokio::test]
+async fn approved_code_is_one_change_with_its_writes_as_parts() {
+    let proxy = proxy().await;
+    let (db, admin) = db().await;
+    let client = connect_super(proxy.endpoint(), &db).await;
+    let before = texts(&admin, "SELECT (i.*)::text FROM items i ORDER BY id").await;
+    for (statement, expected) in [
+        (
+            "DO $$ BEGIN UPDATE items SET n = 0 WHERE id = 1; DELETE FROM logs WHERE id = 1; END $$",
+            &["do block - f", "update items t", "delete logs t"][..],
+        ),
+        (
+            "WITH d AS (UPDATE items SET n = n + 1 WHERE id = 2 RETURNING id) SELECT count(*) FROM d",
+            &["hidden write items f", "update items t"][..],
+        ),
+    ] {
+        let t = token(statement, false);
+        client
+            .batch_execute(&format!("/* pgbelay:approve={t} */ {statement}"))
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {}", show(&e)));
+        let top: i64 = admin
+            .query_one(
+                "SELECT change_id FROM pgbelay.approvals WHERE token_id = $1",
+                &[&token_id(&t)],
+            )
+            .await
+            .expect("approval")
+            .get(0);
+        let tree = texts(
+            &admin,
+            &format!(
+                "SELECT format('%s %s %s', kind, coalesce(table_name, '-'), coalesce(parent_id = {top}, false)) \
+                   FROM pgbelay.changes WHERE id = {top} OR parent_id = {top} ORDER BY id"
+            ),
+        )
+        .await;
+        assert_eq!(tree, expected, "{statement}");
+        pgbelay::audit::undo::undo(&admin, "pgbelay", top, Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("undo {statement}: {e:?}"));
+        assert_eq!(
+            texts(&admin, "SELECT (i.*)::text FROM items i ORDER BY id").await,
+            before
+        );
+    }
+    assert_eq!(count(&admin, "SELECT count(*) FROM logs").await, 3);
+}
+
 #[tokio::test]
 async fn approved_drop_table_goes_to_the_recycle_bin() {
     let proxy = proxy().await;
@@ -737,13 +789,26 @@ async fn several_tables_in_one_drop_and_dependents_are_refused() {
         .await,
         2
     );
+    // One change per table, the second a part of the first: one undo restores both.
+    let drops = texts(
+        &admin,
+        "SELECT format('%s %s', table_name, coalesce((parent_id - min(id) OVER ())::text, '-')) \
+           FROM pgbelay.changes WHERE kind = 'drop' ORDER BY id",
+    )
+    .await;
+    assert_eq!(drops, ["a -", "b 0"]);
+    let top = count(
+        &admin,
+        "SELECT min(id) FROM pgbelay.changes WHERE kind = 'drop'",
+    )
+    .await;
+    pgbelay::audit::undo::undo(&admin, "pgbelay", top, Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("undo the DROP: {e:?}"));
     assert_eq!(
-        count(
-            &admin,
-            "SELECT count(*) FROM pgbelay.changes WHERE kind = 'drop'"
-        )
-        .await,
-        2
+        count(&admin, "SELECT count(*) FROM a").await
+            + count(&admin, "SELECT count(*) FROM b").await,
+        3
     );
     // A table a view depends on stays, with or without CASCADE; the hint names --hard.
     for sql in ["DROP TABLE items", "DROP TABLE items CASCADE"] {

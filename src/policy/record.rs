@@ -63,8 +63,10 @@ const TUPLES_OF_C: &str = "(pg_catalog.pg_stat_get_xact_tuples_inserted(c.oid) \
 /// of a prepared statement).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedWrite {
-    /// `SELECT <audit>.begin_statement(...)`, and for an approved TRUNCATE the preparation
-    /// of every table it empties.
+    /// `SELECT <audit>.begin_statement(...)`; for an approved TRUNCATE the preparation of
+    /// every table it empties; for an approved statement no trigger records (DDL, DO, a
+    /// hidden write), its change row, recorded first so that the rows the statement
+    /// changes are parts of it.
     begin: Vec<String>,
     /// The statement to send instead (the soft-delete UPDATE of a DELETE).
     replacement: Option<String>,
@@ -72,8 +74,6 @@ pub struct RecordedWrite {
     rename_tag: Option<(String, String)>,
     /// COPY FROM STDIN: what follows it must wait until the copy is done.
     copy: bool,
-    /// After the statement: the change row of an approved statement no trigger records.
-    markers: Vec<String>,
     /// The announcement claims an approval token (single use): it may run only where
     /// the statement really executes.
     claims_token: bool,
@@ -174,7 +174,6 @@ impl Recorder {
             replacement,
             rename_tag,
             copy: kind == WriteKind::CopyFrom,
-            markers: Vec::new(),
             claims_token: approval.is_some(),
         })
     }
@@ -246,7 +245,6 @@ impl Recorder {
             replacement: None,
             rename_tag: None,
             copy: false,
-            markers: Vec::new(),
             claims_token: true,
         };
         let mut marker = true;
@@ -290,7 +288,7 @@ impl Recorder {
                 other => other.label(),
             };
             let target = judged.targets.first();
-            recorded.markers.push(built(audit::record_change_sql(
+            recorded.begin.push(built(audit::record_change_sql(
                 schema,
                 recorded_kind,
                 target.and_then(|t| t.schema.as_deref()),
@@ -315,10 +313,11 @@ impl Recorder {
         // Inside the client's transaction nothing ends the announcement: every later
         // statement that can write is announced itself (which replaces it) or runs under
         // the read-only or hidden-write guard, and it ends with the transaction.
-        let mut after = write.markers.clone();
-        if autocommit {
-            after.push("COMMIT".to_string());
-        }
+        let after = if autocommit {
+            vec!["COMMIT".to_string()]
+        } else {
+            Vec::new()
+        };
         Plan {
             before,
             sql: write.replacement.clone(),

@@ -161,17 +161,27 @@ BEGIN
 END
 $pgbelay$;
 
--- Records a change no trigger sees (a DROP moved to the recycle bin, an undo marker), with
--- the announced statement's settings; returns its id.
+-- Records the change row of an approved statement no trigger sees (DDL, a DO block, a
+-- hidden write), with the announced statement's settings, before the statement runs;
+-- returns its id. The rows the statement then changes in recorded tables are its parts
+-- (pgbelay.parent_id), so undoing it reverses them.
 CREATE OR REPLACE FUNCTION @S@.record_change(kind text, table_schema text, table_name text,
                                              row_count bigint DEFAULT NULL, shadow_table text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $pgbelay$
+DECLARE
+    v_parent text;
+    v_id bigint;
 BEGIN
     IF coalesce(current_setting('pgbelay.statement', true), '') = '' THEN
         RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = 'pgbelay: record_change needs begin_statement first';
     END IF;
-    RETURN @S@._record(NULL, kind, table_schema, table_name, row_count, shadow_table);
+    v_parent := coalesce(current_setting('pgbelay.parent_id', true), '');
+    v_id := @S@._record(NULL, kind, table_schema, table_name, row_count, shadow_table);
+    IF v_parent = '' THEN
+        PERFORM set_config('pgbelay.parent_id', v_id::text, true);
+    END IF;
+    RETURN v_id;
 END
 $pgbelay$;
 

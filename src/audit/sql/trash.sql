@@ -205,6 +205,11 @@ BEGIN
 
     EXECUTE format('SELECT count(*) FROM %s', rel) INTO v_rows;
     v_id := @S@._record(NULL, 'drop', v_class.nspname, v_class.relname, v_rows, NULL);
+    -- The first table of a DROP TABLE a, b is the statement's change, the others its parts
+    -- (one undo restores them all); an undo's recycling is already a part of the undo.
+    IF coalesce(current_setting('pgbelay.parent_id', true), '') = '' THEN
+        PERFORM set_config('pgbelay.parent_id', v_id::text, true);
+    END IF;
 
     -- Moving first is safe: every object in the bin carries a "~" suffix, so the original
     -- names are free there. SET SCHEMA takes indexes, constraints and owned sequences along.
