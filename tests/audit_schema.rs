@@ -1387,25 +1387,30 @@ async fn hard_delete_truncate_and_upsert_are_recorded() {
         images(&client, "\"public.t\"", id, "id, n").await,
         pairs(&[("before", "(1,1)"), ("before", "(2,2)")])
     );
-    // INSERT ... ON CONFLICT DO UPDATE is two changes: the inserted and the updated rows.
+    // INSERT ... ON CONFLICT DO UPDATE is two changes, the updated rows' (PostgreSQL fires
+    // that trigger first) and the inserted rows' as a part of it.
     let statement =
         "INSERT INTO t VALUES (3, 30), (7, 70) ON CONFLICT (id) DO UPDATE SET n = EXCLUDED.n";
-    recorded(&client, &meta("t", statement), statement)
+    let id = recorded(&client, &meta("t", statement), statement)
         .await
-        .expect("upsert");
-    let kinds: Vec<(String, i64)> = client
+        .expect("upsert")
+        .expect("id");
+    let kinds: Vec<(String, i64, Option<i64>)> = client
         .query(
-            "SELECT kind, rows FROM pgbelay.changes WHERE statement = $1 ORDER BY kind",
+            "SELECT kind, rows, parent_id FROM pgbelay.changes WHERE statement = $1 ORDER BY id",
             &[&statement],
         )
         .await
         .expect("changes")
         .iter()
-        .map(|r| (r.get(0), r.get(1)))
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
     assert_eq!(
         kinds,
-        vec![("insert".to_string(), 1), ("update".to_string(), 1)]
+        vec![
+            ("update".to_string(), 1, None),
+            ("insert".to_string(), 1, Some(id))
+        ]
     );
     // An approved TRUNCATE records every row first; over max_rows without approval it fails.
     let limited = StatementMeta {

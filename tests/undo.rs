@@ -170,6 +170,35 @@ async fn insert_update_and_soft_delete_are_undone() {
     assert_eq!(texts(&admin, ORDERS).await, original);
 }
 
+/// An upsert is one change (its updated rows') with its inserted rows as a part: one undo
+/// takes the inserted rows away and gives the updated ones their old values.
+#[tokio::test]
+async fn an_upsert_is_undone_whole() {
+    let proxy = TestProxy::start().await;
+    let (_db, through, admin) = shop(&proxy).await;
+    let original = texts(&admin, ORDERS).await;
+    through
+        .batch_execute(
+            "INSERT INTO orders VALUES (2, 'upserted', 0), (9, 'new', 9) \
+             ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, total = EXCLUDED.total",
+        )
+        .await
+        .expect("upsert");
+    let top = last_change(&admin).await;
+    assert_eq!(
+        texts(
+            &admin,
+            &format!(
+                "SELECT kind FROM pgbelay.changes WHERE id = {top} OR parent_id = {top} ORDER BY id"
+            )
+        )
+        .await,
+        vec!["update", "insert"]
+    );
+    undo(&admin, top).await.expect("undo the upsert");
+    assert_eq!(texts(&admin, ORDERS).await, original);
+}
+
 #[tokio::test]
 async fn soft_delete_cascade_children_come_back() {
     let proxy = TestProxy::start().await;

@@ -166,7 +166,7 @@ BEGIN
     -- (and _kind, one SQL expression, is inlined into it).
     pgbelay_capture.v_kind := %2$s._kind(TG_OP, TG_RELID);
     -- The change this one is part of: a cascade's parent, an undo (both set by whoever runs
-    -- them), or the hard DELETE this statement made first (claimed below).
+    -- them), or the change this statement recorded first (claimed below).
     pgbelay_capture.v_parent := (CASE WHEN pg_catalog.current_setting('pgbelay.parent_id', true) OPERATOR(pg_catalog.<>) '' THEN pg_catalog.current_setting('pgbelay.parent_id', true) END)::pg_catalog.int8;
     IF coalesce(pg_catalog.current_setting('pgbelay.approval', true), '') OPERATOR(pg_catalog.=) '' THEN
         -- The change row, written here rather than by _record: a function call per write
@@ -191,19 +191,17 @@ BEGIN
         PERFORM %2$s._record(pgbelay_capture.v_id, pgbelay_capture.v_kind, TG_TABLE_SCHEMA,
                              TG_TABLE_NAME, pgbelay_capture.v_rows, %6$L);
     END IF;
-    -- DELETE's foreign-key contract for a soft delete: the cascades it runs are recorded as
-    -- parts of this change.
+    -- The statement's own change (the announced table's, at the top): what the statement
+    -- changes after it (PostgreSQL's ON DELETE / ON UPDATE actions, whose triggers fire
+    -- after this one at the same depth; an upsert's other half; triggers that fire
+    -- later) is recorded as parts of it, so undoing it reverses them too.
+    IF pgbelay_capture.v_parent IS NULL AND pg_catalog.pg_trigger_depth() OPERATOR(pg_catalog.=) 1
+       AND pg_catalog.current_setting('pgbelay.target', true) OPERATOR(pg_catalog.=) TG_RELID::pg_catalog.oid::pg_catalog.text THEN
+        pgbelay_capture.v_set := pg_catalog.set_config('pgbelay.parent_id', pgbelay_capture.v_id::pg_catalog.text, true);
+    END IF;
+    -- DELETE's foreign-key contract for a soft delete: the cascades it runs are parts too.
     IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' AND pgbelay_capture.v_kind OPERATOR(pg_catalog.=) 'delete' THEN
         PERFORM %2$s._soft_delete_references(TG_RELID, pgbelay_capture.v_id, %6$L);
-    -- A hard DELETE of the announced table: what PostgreSQL's ON DELETE actions do to other
-    -- rows (CASCADE, SET NULL, SET DEFAULT) fires its capture triggers after this one, in
-    -- the same statement and at the same trigger depth; they record their rows as parts of
-    -- this change, so that undoing it brings them back too. (Not for UPDATE: ON UPDATE
-    -- CASCADE is undone by PostgreSQL itself when the undo sets the key back.)
-    ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' AND pgbelay_capture.v_parent IS NULL
-          AND pg_catalog.pg_trigger_depth() OPERATOR(pg_catalog.=) 1
-          AND pg_catalog.current_setting('pgbelay.target', true) OPERATOR(pg_catalog.=) TG_RELID::pg_catalog.oid::pg_catalog.text THEN
-        pgbelay_capture.v_set := pg_catalog.set_config('pgbelay.parent_id', pgbelay_capture.v_id::pg_catalog.text, true);
     END IF;
     RETURN NULL;
 END
