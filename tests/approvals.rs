@@ -573,14 +573,40 @@ async fn approved_ddl_runs_and_is_recorded_with_the_token() {
     );
     let row = admin
         .query_one(
-            "SELECT kind, table_name, approval FROM pgbelay.changes",
+            "SELECT kind, table_schema, table_name, approval FROM pgbelay.changes",
             &[],
         )
         .await
         .expect("recorded");
     assert_eq!(row.get::<_, String>(0), "drop");
-    assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some("items_n"));
-    assert_eq!(row.get::<_, Option<String>>(2), Some(token_id(&t)));
+    assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some("public"));
+    assert_eq!(row.get::<_, Option<String>>(2).as_deref(), Some("items_n"));
+    assert_eq!(row.get::<_, Option<String>>(3), Some(token_id(&t)));
+
+    // A trigger is named by its table: the change is the table's.
+    admin
+        .batch_execute(
+            "CREATE TRIGGER x AFTER UPDATE ON items FOR EACH STATEMENT \
+             EXECUTE FUNCTION suppress_redundant_updates_trigger()",
+        )
+        .await
+        .expect("trigger");
+    let t = token("DROP TRIGGER x ON items", false);
+    client
+        .batch_execute(&format!(
+            "/* pgbelay:approve={t} */ DROP TRIGGER x ON items"
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("approved DROP TRIGGER: {}", show(&e)));
+    assert_eq!(
+        texts(
+            &admin,
+            "SELECT format('%s %s.%s', kind, table_schema, table_name) FROM pgbelay.changes \
+              WHERE statement LIKE '%DROP TRIGGER%'"
+        )
+        .await,
+        ["drop public.items"]
+    );
 }
 /// An approved statement no trigger records (a DO block, a data-modifying CTE) gets its
 /// change row first and the rows it changes are parts of it: the token names that change,

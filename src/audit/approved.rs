@@ -1,13 +1,16 @@
 //! The calls that record approved statements no row trigger sees (SPEC §B5, §B6): the
 //! recycle-bin drop, the preparation of every table a TRUNCATE empties, and the change row
 //! of an approved DDL statement. Each runs after `begin_statement` announced the statement
-//! with the token's id, in the same transaction.
+//! with the token's id, in the same transaction, before the statement.
 
 use super::AuditError;
 use super::schema::{check_schema_name, quote_ident, quote_literal, regclass};
 
 /// `SELECT <audit>.record_change(kind, schema, name)`: one change row for a statement no
-/// trigger records (approved DDL), with the announced statement's approval.
+/// trigger records (approved DDL), with the announced statement's approval. A name the
+/// statement did not qualify gets the schema the session's search_path finds it in (the
+/// call runs before the statement, so a dropped object still exists), so that `pgbelay
+/// changes --table schema.name` finds it.
 pub fn record_change_sql(
     audit_schema: &str,
     kind: &str,
@@ -15,16 +18,24 @@ pub fn record_change_sql(
     table_name: Option<&str>,
 ) -> Result<String, AuditError> {
     check_schema_name(audit_schema)?;
-    let opt = |v: Option<&str>| match v {
-        Some(text) => quote_literal(text),
-        None => Ok("NULL".to_string()),
+    let schema = match (table_schema, table_name) {
+        (Some(schema), _) => quote_literal(schema)?,
+        (None, Some(name)) => format!(
+            "(SELECT n.nspname::pg_catalog.text FROM pg_catalog.pg_class c \
+               JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+              WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(pg_catalog.quote_ident({})))",
+            quote_literal(name)?
+        ),
+        (None, None) => "NULL".to_string(),
+    };
+    let name = match table_name {
+        Some(name) => quote_literal(name)?,
+        None => "NULL".to_string(),
     };
     Ok(format!(
-        "SELECT {}.record_change({}, {}, {})",
+        "SELECT {}.record_change({}, {schema}, {name})",
         quote_ident(audit_schema),
         quote_literal(kind)?,
-        opt(table_schema)?,
-        opt(table_name)?
     ))
 }
 
@@ -103,8 +114,17 @@ mod test {
     #[test]
     fn record_and_prepare_calls() {
         assert_eq!(
-            record_change_sql("pgbelay", "drop", None, Some("it's")).unwrap(),
-            "SELECT \"pgbelay\".record_change('drop', NULL, 'it''s')"
+            record_change_sql("pgbelay", "drop", Some("s"), Some("it's")).unwrap(),
+            "SELECT \"pgbelay\".record_change('drop', 's', 'it''s')"
+        );
+        assert_eq!(
+            record_change_sql("pgbelay", "do block", None, None).unwrap(),
+            "SELECT \"pgbelay\".record_change('do block', NULL, NULL)"
+        );
+        let found = record_change_sql("pgbelay", "drop", None, Some("it's")).unwrap();
+        assert!(
+            found.contains("pg_catalog.to_regclass(pg_catalog.quote_ident('it''s'))"),
+            "{found}"
         );
         assert_eq!(
             prepare_truncate_sql("a", &["t".into(), "u".into()], true).unwrap(),

@@ -758,8 +758,19 @@ fn touched(tree: &Node, out: &mut Vec<QualifiedName>) {
             NodeRef::RangeVar(r) => out.push(range_var(r)),
             NodeRef::CreateSchemaStmt(c) => out.push(schema(&c.schemaname)),
             NodeRef::DropStmt(d) => {
+                // A trigger, policy or rule is named `[schema.]table.name`: its table counts.
+                let on_table = [
+                    ObjectType::ObjectTrigger,
+                    ObjectType::ObjectPolicy,
+                    ObjectType::ObjectRule,
+                ]
+                .iter()
+                .any(|t| *t as i32 == d.remove_type);
                 for o in &d.objects {
                     match &o.node {
+                        Some(N::List(l)) if on_table && l.items.len() > 1 => {
+                            out.push(func_name(&l.items[..l.items.len() - 1]));
+                        }
                         Some(N::List(l)) => out.push(func_name(&l.items)),
                         Some(N::String(s)) => out.push(schema(&s.sval)),
                         Some(N::TypeName(t)) => out.push(func_name(&t.names)),
