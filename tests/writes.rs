@@ -662,6 +662,38 @@ async fn capture_triggers_cannot_be_renamed_or_disabled() {
     );
 }
 
+/// A table with a column named like the shadow tables' own cannot be recorded: its writes
+/// are refused, with a hint saying which column to rename.
+#[tokio::test]
+async fn a_reserved_column_name_is_refused_with_a_hint() {
+    let proxy = guarded(1000).await;
+    let (db, admin) = shop().await;
+    admin
+        .batch_execute("CREATE TABLE weird (id int PRIMARY KEY, pgbelay_image text)")
+        .await
+        .expect("table");
+    let client = connect_super(proxy.endpoint(), &db).await;
+    let err = client
+        .batch_execute("INSERT INTO weird VALUES (1, 'x')")
+        .await
+        .expect_err("refused");
+    let db_err = err.as_db_error().expect("server error");
+    assert_eq!(db_err.code().code(), "42501");
+    assert!(
+        db_err.message().contains("pgbelay_image"),
+        "{}",
+        db_err.message()
+    );
+    assert!(
+        db_err
+            .hint()
+            .is_some_and(|h| h.contains("RENAME COLUMN pgbelay_image")),
+        "{:?}",
+        db_err.hint()
+    );
+    assert_eq!(count(&admin, "SELECT count(*) FROM weird").await, 0);
+}
+
 /// pgjdbc with autocommit off sends BEGIN and the transaction's first statement in one
 /// batch, where nothing can be put in front of the statement: reads there are checked for
 /// hidden writes after the batch; a statement that needs wrapping (a write, DDL, a locking

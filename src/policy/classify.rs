@@ -78,7 +78,7 @@ fn write(s: &Statement) -> C {
         [w] => C::Write(w.kind, w.target.clone()),
         // A data-modifying CTE under the top write: report the nested one.
         [.., w] => C::Irreversible(I::HiddenWrite(w.kind)),
-        [] => C::Irreversible(I::Unsupported("write without a target".into())),
+        [] => C::Irreversible(I::Unsupported("a write without a target table".into())),
     }
 }
 
@@ -125,7 +125,7 @@ fn by_kind(kind: &Kind, prepared: &Prepared) -> C {
         Kind::CaptureTriggers(what) => I::CaptureTriggers((*what).to_string()),
         Kind::Unsupported(what) => I::Unsupported((*what).to_string()),
         // Handled by `classify` before this point.
-        Kind::Write(_) | Kind::Prepare(..) => I::Unsupported("statement".into()),
+        Kind::Write(_) | Kind::Prepare(..) => I::Unsupported("this statement".into()),
     };
     C::Irreversible(refused)
 }

@@ -100,7 +100,7 @@ impl Refusal {
                 "two-phase commit outlives the session".into(),
                 "Commit or roll back normally; an approval token cannot lift this".into(),
             ),
-            K::Unsupported(what) => (format!("pgbelay does not judge {what} statements"), approve),
+            K::Unsupported(what) => (format!("pgbelay does not judge {what}"), approve),
             K::Unparseable => ("statement could not be parsed".into(), "Fix the statement's syntax".into()),
             K::InvalidApproval(why) => (
                 format!("approval not accepted: {why}"),

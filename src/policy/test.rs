@@ -196,6 +196,33 @@ fn capture_triggers_are_left_alone() {
 }
 
 #[test]
+fn unsupported_statements_are_named() {
+    let message = |sql: &str| {
+        let prepared = Prepared::new();
+        match judge(sql, &Context::offline("pgbelay", &prepared)).verdict {
+            Verdict::Refuse(r) => r.message,
+            other => panic!("{sql}: {other:?}"),
+        }
+    };
+    assert_eq!(
+        message("security label on table t is 'x'"),
+        "pgbelay: refused: pgbelay does not judge SECURITY LABEL statements"
+    );
+    assert_eq!(
+        message("alter event trigger e disable"),
+        "pgbelay: refused: pgbelay does not judge ALTER EVENT TRIGGER statements"
+    );
+    assert_eq!(
+        message("reassign owned by a to b"),
+        "pgbelay: refused: pgbelay does not judge REASSIGN OWNED statements"
+    );
+    assert_eq!(
+        message("load 'x'"),
+        "pgbelay: refused: pgbelay does not judge LOAD statements"
+    );
+}
+
+#[test]
 fn functions() {
     assert!(refused("select pg_catalog.lo_unlink(42)"));
     assert!(refused("select 1 from t where lo_unlink(oid) > 0"));

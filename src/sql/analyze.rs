@@ -474,7 +474,6 @@ fn ddl_kind(n: &N) -> Kind {
         N::AlterTableStmt(a) => K::AlterTable(a.cmds.iter().filter_map(alter_action).collect()),
         N::DropStmt(_)
         | N::DropOwnedStmt(_)
-        | N::ReassignOwnedStmt(_)
         | N::DropRoleStmt(_)
         | N::DropdbStmt(_)
         | N::DropTableSpaceStmt(_)
@@ -484,7 +483,47 @@ fn ddl_kind(n: &N) -> Kind {
         N::RuleStmt(_) => K::CreateRule,
         N::DoStmt(_) => K::Do,
         N::CallStmt(_) => K::Call,
-        _ => K::Unsupported("statement type"),
+        _ => K::Unsupported(unsupported_name(n)),
+    }
+}
+
+/// What a refusal calls a statement type pgbelay does not judge.
+fn unsupported_name(n: &N) -> &'static str {
+    match n {
+        N::SecLabelStmt(_) => "SECURITY LABEL statements",
+        N::AlterEventTrigStmt(_) => "ALTER EVENT TRIGGER statements",
+        N::ReassignOwnedStmt(_) => "REASSIGN OWNED statements",
+        N::LoadStmt(_) => "LOAD statements",
+        N::CreateTableSpaceStmt(_) => "CREATE TABLESPACE statements",
+        N::AlterTableSpaceOptionsStmt(_) => "ALTER TABLESPACE statements",
+        N::AlterTableMoveAllStmt(_) => "ALTER … ALL IN TABLESPACE statements",
+        N::CreateFdwStmt(_) | N::AlterFdwStmt(_) => "foreign-data wrapper statements",
+        N::CreateForeignServerStmt(_) | N::AlterForeignServerStmt(_) => "foreign server statements",
+        N::CreateUserMappingStmt(_) | N::AlterUserMappingStmt(_) => "user mapping statements",
+        N::CreateForeignTableStmt(_) | N::ImportForeignSchemaStmt(_) => "foreign table statements",
+        N::CreatePublicationStmt(_) | N::AlterPublicationStmt(_) => "publication statements",
+        N::CreateSubscriptionStmt(_) | N::AlterSubscriptionStmt(_) => "subscription statements",
+        N::AlterDatabaseStmt(_) | N::AlterDatabaseRefreshCollStmt(_) => "ALTER DATABASE statements",
+        N::AlterExtensionStmt(_) | N::AlterExtensionContentsStmt(_) => "ALTER EXTENSION statements",
+        N::AlterObjectDependsStmt(_) => "ALTER … DEPENDS ON EXTENSION statements",
+        N::AlterTypeStmt(_) | N::AlterOperatorStmt(_) => "ALTER TYPE / OPERATOR statements",
+        N::AlterPolicyStmt(_) => "ALTER POLICY statements",
+        N::AlterStatsStmt(_) => "ALTER STATISTICS statements",
+        N::AlterCollationStmt(_) => "ALTER COLLATION statements",
+        N::CreateCastStmt(_)
+        | N::CreateConversionStmt(_)
+        | N::CreateOpClassStmt(_)
+        | N::CreateOpFamilyStmt(_)
+        | N::AlterOpFamilyStmt(_)
+        | N::CreatePlangStmt(_)
+        | N::CreateTransformStmt(_)
+        | N::CreateAmStmt(_) => {
+            "this kind of CREATE statement (cast, conversion, operator class, language, transform, access method)"
+        }
+        N::AlterTsdictionaryStmt(_) | N::AlterTsconfigurationStmt(_) => {
+            "text search configuration statements"
+        }
+        _ => "this kind of statement",
     }
 }
 
@@ -495,7 +534,7 @@ fn transaction_kind(t: &pb::TransactionStmt) -> Kind {
             Kind::TwoPhase
         }
         Ok(_) => Kind::TransactionControl,
-        Err(_) => Kind::Unsupported("transaction statement"),
+        Err(_) => Kind::Unsupported("this transaction statement"),
     }
 }
 

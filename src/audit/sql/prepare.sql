@@ -171,7 +171,9 @@ BEGIN
                 ERRCODE = '42501',
                 MESSAGE = format('pgbelay: refused: %I.%I has a column named %I, which pgbelay reserves',
                                  v_class.nspname, v_class.relname, v_col.attname),
-                DETAIL = 'statement class: unrecordable write';
+                DETAIL = 'statement class: unrecordable write',
+                HINT = format('Rename the column (ALTER TABLE %I.%I RENAME COLUMN %I TO …) so its writes can be recorded.',
+                              v_class.nspname, v_class.relname, v_col.attname);
         END IF;
         SELECT format_type(a.atttypid, a.atttypmod)
                || CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
