@@ -140,7 +140,7 @@ pub(crate) fn judge_analyzed(
     }
     let statements = match analyzed {
         Ok(s) => s,
-        Err(e) => return refuse(Refusal::unparseable(sql, &e.message), Vec::new()),
+        Err(e) => return refuse(Refusal::unparseable(sql, e), Vec::new()),
     };
     // Statements run in order, so a PREPARE is visible to a later EXECUTE of the same Query.
     let mut prepared = Cow::Borrowed(ctx.prepared);

@@ -168,14 +168,26 @@ impl Refusal {
         self
     }
 
-    /// `sql` failed to parse; `error` is PostgreSQL's parser message.
-    pub fn unparseable(sql: &str, error: &str) -> Self {
+    /// `sql` failed to parse, or its tree is deeper than pgbelay reads.
+    pub fn unparseable(sql: &str, error: &crate::sql::ParseError) -> Self {
+        let (message, hint) = if error.too_deep {
+            (
+                "pgbelay: refused: the statement nests expressions more deeply than pgbelay reads, so it cannot be judged",
+                "PostgreSQL's parse tree of it is more than 100 levels deep; each operator of a chain (a || ',' || b || …) \
+                 is a level. Use fewer operators, e.g. concat_ws(',', a, b, …) instead of a || ',' || b || …"
+                    .to_string(),
+            )
+        } else {
+            (
+                "pgbelay: refused: the statement could not be parsed, so it cannot be judged",
+                format!("PostgreSQL's parser says: {}", error.message),
+            )
+        };
         Self {
             kind: K::Unparseable,
             statement: sql.to_string(),
-            message: "pgbelay: refused: the statement could not be parsed, so it cannot be judged"
-                .into(),
-            hint: format!("PostgreSQL's parser says: {error}"),
+            message: message.into(),
+            hint,
         }
     }
 

@@ -223,6 +223,34 @@ fn unsupported_statements_are_named() {
 }
 
 #[test]
+fn a_tree_too_deep_to_read_is_refused_saying_so() {
+    let chain = |n: usize| format!("select id{} from t", " || ',' || id".repeat(n));
+    assert_eq!(class_of(&chain(20)), StatementClass::Read);
+    let prepared = Prepared::new();
+    let Verdict::Refuse(r) = judge(&chain(30), &Context::offline("pgbelay", &prepared)).verdict
+    else {
+        panic!("a chain of 60 operators is refused");
+    };
+    assert_eq!(r.kind, IrreversibleKind::Unparseable);
+    assert!(
+        r.message.contains("nests expressions more deeply"),
+        "{}",
+        r.message
+    );
+    assert!(r.hint.contains("concat_ws"), "{}", r.hint);
+    assert!(r.hint.len() < 300, "{}", r.hint);
+    let Verdict::Refuse(r) = judge("selec 1", &Context::offline("pgbelay", &prepared)).verdict
+    else {
+        panic!("a syntax error is refused");
+    };
+    assert!(
+        r.hint.starts_with("PostgreSQL's parser says: syntax error"),
+        "{}",
+        r.hint
+    );
+}
+
+#[test]
 fn functions() {
     assert!(refused("select pg_catalog.lo_unlink(42)"));
     assert!(refused("select 1 from t where lo_unlink(oid) > 0"));

@@ -24,8 +24,12 @@ impl Default for Dialect {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct ParseError {
-    /// PostgreSQL's own error message (it names the token and the position).
+    /// PostgreSQL's own error message (it names the token and the position), or what
+    /// pgbelay could not read of the parser's result.
     pub message: String,
+    /// The parser read the text, but its tree nests deeper than pgbelay decodes (prost's
+    /// limit of 100 levels: a chain of 50 `||` is 100 levels deep).
+    pub too_deep: bool,
 }
 
 /// One statement of a Query string, still as a tree.
@@ -44,12 +48,18 @@ pub(crate) fn parse(sql: &str, dialect: Dialect) -> Result<Vec<RawStatement<'_>>
     } else {
         ParserOptions::DISABLE_STANDARD_CONFORMING_STRINGS
     };
-    let parsed = pg_query::parse(sql, options).map_err(|e| ParseError {
-        message: match e {
-            pg_query::Error::Parse(m) => m,
-            pg_query::Error::Conversion(_) => "statement text contains a NUL byte".into(),
-            other => other.to_string(),
-        },
+    let parsed = pg_query::parse(sql, options).map_err(|e| {
+        let too_deep =
+            matches!(&e, pg_query::Error::Decode(d) if d.to_string().contains("recursion limit"));
+        ParseError {
+            message: match e {
+                pg_query::Error::Parse(m) => m,
+                pg_query::Error::Conversion(_) => "statement text contains a NUL byte".into(),
+                _ if too_deep => "its parse tree is nested more than 100 levels deep".into(),
+                other => other.to_string(),
+            },
+            too_deep,
+        }
     })?;
     Ok(parsed
         .protobuf
