@@ -660,6 +660,37 @@ async fn approved_code_is_one_change_with_its_writes_as_parts() {
     assert_eq!(count(&admin, "SELECT count(*) FROM logs").await, 3);
 }
 
+/// RESTART loses a sequence's position (the next INSERT may collide with existing rows):
+/// refused without a token, recorded with one.
+#[tokio::test]
+async fn restarting_a_sequence_needs_a_token() {
+    let proxy = proxy().await;
+    let (db, admin) = db().await;
+    admin
+        .batch_execute("CREATE SEQUENCE tickets; SELECT setval('tickets', 41)")
+        .await
+        .expect("sequence");
+    let client = connect_super(proxy.endpoint(), &db).await;
+    let statement = "ALTER SEQUENCE tickets RESTART WITH 1";
+    let err = refused(&client, statement).await;
+    assert_eq!(err.detail(), Some("statement class: sequence restart"));
+    assert_eq!(count(&admin, "SELECT last_value FROM tickets").await, 41);
+    let t = token(statement, false);
+    client
+        .batch_execute(&format!("/* pgbelay:approve={t} */ {statement}"))
+        .await
+        .unwrap_or_else(|e| panic!("approved RESTART: {}", show(&e)));
+    assert_eq!(count(&admin, "SELECT nextval('tickets')").await, 1);
+    assert_eq!(
+        texts(
+            &admin,
+            "SELECT format('%s %s.%s', kind, table_schema, table_name) FROM pgbelay.changes"
+        )
+        .await,
+        ["sequence restart public.tickets"]
+    );
+}
+
 #[tokio::test]
 async fn approved_drop_table_goes_to_the_recycle_bin() {
     let proxy = proxy().await;

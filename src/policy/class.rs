@@ -39,6 +39,8 @@ pub enum IrreversibleKind {
     DropConstraint,
     /// ALTER TABLE … ALTER COLUMN … DROP EXPRESSION.
     DropExpression,
+    /// ALTER SEQUENCE … RESTART, or an identity column's RESTART.
+    SequenceRestart,
     /// UPDATE or DELETE without WHERE.
     Unfiltered(WriteKind),
     /// DO block: arbitrary code pgbelay cannot read.
@@ -100,6 +102,7 @@ impl IrreversibleKind {
             Self::AlterColumnType => "alter column type",
             Self::DropConstraint => "alter table drop constraint",
             Self::DropExpression => "alter column drop expression",
+            Self::SequenceRestart => "sequence restart",
             Self::Unfiltered(WriteKind::Update) => "update without where",
             Self::Unfiltered(_) => "delete without where",
             Self::Do => "do block",

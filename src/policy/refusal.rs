@@ -31,6 +31,10 @@ impl Refusal {
             K::AlterColumnType => ("ALTER COLUMN … TYPE rewrites the column's data".into(), approve),
             K::DropConstraint => ("ALTER TABLE … DROP CONSTRAINT loses the constraint".into(), approve),
             K::DropExpression => ("DROP EXPRESSION loses the generated column's expression".into(), approve),
+            K::SequenceRestart => (
+                "RESTART loses the sequence's position: the next values may collide with rows already there".into(),
+                approve,
+            ),
             K::Unfiltered(w) => (
                 format!("{} without WHERE changes every row of the table", verb(*w)),
                 format!("Add a WHERE clause that names the rows to change, or run: {approve}"),

@@ -251,6 +251,30 @@ fn a_tree_too_deep_to_read_is_refused_saying_so() {
 }
 
 #[test]
+fn restarting_a_sequence_needs_an_approval() {
+    let restart = StatementClass::Irreversible(IrreversibleKind::SequenceRestart);
+    assert_eq!(class_of("alter sequence s restart"), restart);
+    assert_eq!(class_of("alter sequence s restart with 1"), restart);
+    assert_eq!(
+        class_of("alter table t alter column id restart with 1"),
+        restart
+    );
+    assert_eq!(
+        class_of("alter table t alter column id set increment by 2, alter column id restart"),
+        restart
+    );
+    assert!(IrreversibleKind::SequenceRestart.approvable());
+    assert_eq!(
+        class_of("alter sequence s increment by 2"),
+        StatementClass::AdditiveDdl
+    );
+    assert_eq!(
+        class_of("alter table t alter column id set increment by 2"),
+        StatementClass::AdditiveDdl
+    );
+}
+
+#[test]
 fn functions() {
     assert!(refused("select pg_catalog.lo_unlink(42)"));
     assert!(refused("select 1 from t where lo_unlink(oid) > 0"));

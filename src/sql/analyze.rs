@@ -116,6 +116,8 @@ pub enum AlterAction {
     DropConstraint,
     /// Loses a generated column's expression.
     DropExpression,
+    /// `ALTER COLUMN … RESTART`: loses an identity column's sequence position.
+    RestartIdentity,
     /// Anything that a later ALTER can undo.
     Other,
 }
@@ -168,6 +170,8 @@ pub enum Kind {
     /// DDL that renames, drops, disables or re-enables pgbelay's capture triggers
     /// (`pgbelay_capture_*`), by name or with `ALL` / `USER`: what it would do to them.
     CaptureTriggers(&'static str),
+    /// `ALTER SEQUENCE … RESTART`: loses the sequence's position.
+    SequenceRestart,
     /// A statement type pgbelay does not judge (refused: fail closed).
     Unsupported(&'static str),
 }
@@ -444,7 +448,6 @@ fn ddl_kind(n: &N) -> Kind {
         | N::IndexStmt(_)
         | N::CreateSchemaStmt(_)
         | N::CreateSeqStmt(_)
-        | N::AlterSeqStmt(_)
         | N::CreateDomainStmt(_)
         | N::CompositeTypeStmt(_)
         | N::CreateEnumStmt(_)
@@ -472,6 +475,8 @@ fn ddl_kind(n: &N) -> Kind {
         N::CreateTrigStmt(t) if t.replace => K::Replace,
         N::ViewStmt(_) | N::CreateFunctionStmt(_) | N::CreateTrigStmt(_) => K::AdditiveDdl,
         N::AlterTableStmt(a) => K::AlterTable(a.cmds.iter().filter_map(alter_action).collect()),
+        N::AlterSeqStmt(a) if restarts(&a.options) => K::SequenceRestart,
+        N::AlterSeqStmt(_) => K::AdditiveDdl,
         N::DropStmt(_)
         | N::DropOwnedStmt(_)
         | N::DropRoleStmt(_)
@@ -548,8 +553,19 @@ fn alter_action(cmd: &Node) -> Option<AlterAction> {
         Ok(A::AtAlterColumnType) => AlterAction::AlterColumnType,
         Ok(A::AtDropConstraint) => AlterAction::DropConstraint,
         Ok(A::AtDropExpression) => AlterAction::DropExpression,
+        Ok(A::AtSetIdentity) if matches!(c.def.as_deref().and_then(|d| d.node.as_ref()), Some(N::List(l)) if restarts(&l.items)) => {
+            AlterAction::RestartIdentity
+        }
         _ => AlterAction::Other,
     })
+}
+
+/// Sequence options with `RESTART [WITH n]`: the old position is lost (the next value
+/// may collide with rows already there), and no record can say what it was.
+fn restarts(options: &[Node]) -> bool {
+    options
+        .iter()
+        .any(|o| matches!(&o.node, Some(N::DefElem(d)) if d.defname == "restart"))
 }
 
 /// `EXPLAIN ANALYZE x` or `EXPLAIN (ANALYZE [true|on|1…]) x`; `ANALYZE false/off/0` does not run x.
