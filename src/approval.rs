@@ -205,6 +205,36 @@ pub fn token_in_comments(sql: &str) -> Option<&str> {
     })
 }
 
+/// `sql` without its comments that carry an approval token (`/* pgbelay:approve=… */`,
+/// `-- pgbelay:approve=…`): the statement as a hint should tell the DBA to approve it.
+pub fn without_token_comments(sql: &str) -> std::borrow::Cow<'_, str> {
+    if !sql.contains(COMMENT_MARKER) {
+        return sql.into();
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut from = 0;
+    for comment in crate::sql::comments(sql) {
+        if !comment.contains(COMMENT_MARKER) {
+            continue;
+        }
+        // The comments are slices of `sql`.
+        let start = comment.as_ptr() as usize - sql.as_ptr() as usize;
+        out.push_str(&sql[from..start]);
+        from = start + comment.len();
+    }
+    out.push_str(&sql[from..]);
+    out.trim().to_string().into()
+}
+
+/// `sql` with a token in its comments replaced by `<token>`: what a log may keep (a token
+/// its statement did not spend stays valid until it expires).
+pub fn redact_token(sql: &str) -> std::borrow::Cow<'_, str> {
+    match token_in_comments(sql) {
+        Some(token) if !token.is_empty() => sql.replace(token, "<token>").into(),
+        _ => sql.into(),
+    }
+}
+
 /// `15m`, `2h`, `1h30m`, `90s`: a time-to-live.
 pub fn parse_ttl(text: &str) -> Result<Duration, String> {
     let ttl =
@@ -314,6 +344,27 @@ mod test {
             None
         );
         assert_eq!(token_in_comments("DROP TABLE t"), None);
+    }
+
+    #[test]
+    fn token_comments_are_left_out_of_hints_and_logs() {
+        assert_eq!(
+            without_token_comments("/* pgbelay:approve=pgb1.a.b */ DROP /* keep */ TABLE t"),
+            "DROP /* keep */ TABLE t"
+        );
+        assert_eq!(
+            without_token_comments("UPDATE t SET a = 1 WHERE id = 830 -- pgbelay:approve=pgb1.a.b"),
+            "UPDATE t SET a = 1 WHERE id = 830"
+        );
+        assert_eq!(
+            without_token_comments("SELECT '/* pgbelay:approve=x */'"),
+            "SELECT '/* pgbelay:approve=x */'"
+        );
+        assert_eq!(
+            redact_token("/* pgbelay:approve=pgb1.a.b */ DROP TABLE t"),
+            "/* pgbelay:approve=<token> */ DROP TABLE t"
+        );
+        assert_eq!(redact_token("DROP TABLE t"), "DROP TABLE t");
     }
 
     #[test]

@@ -296,6 +296,11 @@ async fn each_failed_check_is_named() {
         "{}",
         err.message()
     );
+    // The hint's command approves the statement without the spent comment.
+    assert_eq!(
+        err.hint(),
+        Some("Mint a token for exactly this statement: pgbelay approve --sql 'TRUNCATE logs'")
+    );
 
     // A token covers one statement; two in one Query are refused.
     let err = refused(

@@ -567,7 +567,7 @@ impl GuardSession {
                     return match recorder.approved(info, one, kind, recorded_sql, dialect, approval)
                     {
                         Ok(recorded) => {
-                            tracing::info!(parent: &info.span, statement = %sql, token = %approval.id, by = %approval.by, "approved");
+                            tracing::info!(parent: &info.span, statement = %recorded_sql, token = %approval.id, by = %approval.by, "approved");
                             self.run_recorded(recorded, info, at, parse_name)
                         }
                         Err(refusal) => refuse(refusal),
@@ -583,7 +583,8 @@ impl GuardSession {
         // SPEC B4: additive DDL is allowed and logged.
         for s in &judgement.statements {
             if s.class == StatementClass::AdditiveDdl {
-                tracing::info!(parent: &info.span, statement = %s.text, "additive ddl");
+                let statement = crate::approval::redact_token(&s.text);
+                tracing::info!(parent: &info.span, %statement, "additive ddl");
             }
         }
         tracing::debug!(parent: &info.span, verdict = ?verdict);

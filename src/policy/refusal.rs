@@ -226,7 +226,8 @@ impl From<&Refusal> for ErrorFields {
 
 /// `pgbelay approve --sql '…'` for exactly this statement.
 fn approve_command(statement: &str) -> String {
-    format!("pgbelay approve --sql {}", shell_quote(statement))
+    let statement = crate::approval::without_token_comments(statement);
+    format!("pgbelay approve --sql {}", shell_quote(&statement))
 }
 
 /// Single-quotes `s` for a POSIX shell: `'` becomes `'\''`.

@@ -185,6 +185,7 @@ impl Relay {
     /// session).
     fn log_refusal(&self, statement: &str, error: &ErrorFields) {
         let class = refusal_class(error.detail.as_deref()).unwrap_or("other");
+        let statement = crate::approval::redact_token(statement);
         info!(parent: &self.info.span, %statement, class, reason = %error.message, "refused");
     }
 
