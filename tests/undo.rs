@@ -409,6 +409,47 @@ async fn hard_delete_cascades_are_part_of_the_change_and_come_back() {
     assert_eq!(contents(&admin, &tables).await, after);
 }
 
+/// A recycled table lets go of the tables it referenced: their rows can be deleted (its
+/// ON DELETE CASCADE no longer reaches into the bin) and TRUNCATE … CASCADE no longer
+/// reaches it. Its foreign key comes back with it, NOT VALID when rows it referenced went
+/// meanwhile (with a warning), validated otherwise.
+#[tokio::test]
+async fn a_recycled_table_lets_go_of_its_parents_and_gets_its_foreign_key_back() {
+    let proxy = TestProxy::start().await;
+    let (_db, _through, admin) = shop(&proxy).await;
+    let items = texts(&admin, ITEMS).await;
+    let fk = "SELECT format('%s %s', conname, convalidated) FROM pg_constraint \
+              WHERE conrelid = to_regclass('public.items') AND contype = 'f'";
+    assert_eq!(texts(&admin, fk).await, ["items_order_id_fkey t"]);
+
+    let dropped = drop_to_bin(&admin, "items").await.expect("recycle");
+    admin
+        .batch_execute("DELETE FROM orders WHERE id = 3")
+        .await
+        .expect("a parent of recycled rows can go");
+    undo(&admin, dropped).await.expect("restore");
+    assert_eq!(
+        texts(&admin, ITEMS).await,
+        items,
+        "the bin's rows were not reached"
+    );
+    assert_eq!(texts(&admin, fk).await, ["items_order_id_fkey f"]);
+
+    // Without orphans the key comes back validated.
+    admin
+        .batch_execute("DELETE FROM items WHERE order_id = 3; ALTER TABLE items VALIDATE CONSTRAINT items_order_id_fkey")
+        .await
+        .expect("fixed");
+    let dropped = drop_to_bin(&admin, "items").await.expect("recycle again");
+    undo(&admin, dropped).await.expect("restore again");
+    assert_eq!(texts(&admin, fk).await, ["items_order_id_fkey t"]);
+    let err = admin
+        .batch_execute("INSERT INTO items VALUES (99, 999, 'x')")
+        .await
+        .expect_err("the key holds");
+    assert_eq!(sqlstate(&err).as_deref(), Some("23503"));
+}
+
 #[tokio::test]
 async fn drop_goes_to_the_recycle_bin_and_comes_back_whole() {
     let db = create_db("undo").await;

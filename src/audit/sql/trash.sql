@@ -33,6 +33,10 @@ CREATE TABLE IF NOT EXISTS @S@.trash (
     restored_by   bigint,            -- the undo change that moved it back
     restored_at   timestamptz
 );
+-- Its foreign keys to other tables, dropped while it lies in the bin (a dropped table must
+-- not keep its parents' rows from being deleted, nor be reached by their ON DELETE
+-- CASCADE) and added again when it comes back: [{"name", "definition"}].
+ALTER TABLE @S@.trash ADD COLUMN IF NOT EXISTS foreign_keys jsonb NOT NULL DEFAULT '[]';
 CREATE INDEX IF NOT EXISTS trash_relid_idx ON @S@.trash (relid);
 REVOKE ALL ON @S@.trash FROM PUBLIC;
 GRANT SELECT ON @S@.trash TO PUBLIC;
@@ -148,6 +152,8 @@ DECLARE
     v_id bigint;
     v_obj record;
     v_objects jsonb := '[]';
+    v_foreign_keys jsonb := '[]';
+    v_fk record;
     v_name text;
 BEGIN
     IF coalesce(current_setting('pgbelay.statement', true), '') = '' THEN
@@ -211,6 +217,18 @@ BEGIN
         PERFORM set_config('pgbelay.parent_id', v_id::text, true);
     END IF;
 
+    -- Its foreign keys to other tables go, kept for the restore (written with this
+    -- function's search_path, so every name in them is qualified). One to itself stays.
+    FOR v_fk IN
+        SELECT c.conname, pg_get_constraintdef(c.oid) AS definition
+          FROM pg_constraint c
+         WHERE c.conrelid = rel AND c.contype = 'f' AND c.confrelid <> rel AND c.conparentid = 0
+         ORDER BY c.conname
+    LOOP
+        EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', rel, v_fk.conname);
+        v_foreign_keys := v_foreign_keys || jsonb_build_object('name', v_fk.conname, 'definition', v_fk.definition);
+    END LOOP;
+
     -- Moving first is safe: every object in the bin carries a "~" suffix, so the original
     -- names are free there. SET SCHEMA takes indexes, constraints and owned sequences along.
     EXECUTE format('ALTER TABLE %s SET SCHEMA %I', rel, v_trash);
@@ -233,8 +251,8 @@ BEGIN
     v_name := @S@._trash_name(v_class.relname, v_id, rel);
     EXECUTE format('ALTER TABLE %s RENAME TO %I', rel, v_name);
 
-    INSERT INTO @S@.trash (change_id, relid, table_schema, table_name, trash_name, objects)
-    VALUES (v_id, rel, v_class.nspname, v_class.relname, v_name, v_objects);
+    INSERT INTO @S@.trash (change_id, relid, table_schema, table_name, trash_name, objects, foreign_keys)
+    VALUES (v_id, rel, v_class.nspname, v_class.relname, v_name, v_objects, v_foreign_keys);
     RETURN v_id;
 END
 $pgbelay$;
@@ -269,6 +287,7 @@ DECLARE
     v_rel regclass;
     v_rows bigint;
     v_id bigint;
+    v_fk jsonb;
 BEGIN
     IF coalesce(current_setting('pgbelay.statement', true), '') = '' THEN
         RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = 'pgbelay: restore_table needs begin_statement first';
@@ -331,6 +350,20 @@ BEGIN
     END LOOP;
     EXECUTE format('ALTER TABLE %s RENAME TO %I', v_rel, v_entry.table_name);
     EXECUTE format('ALTER TABLE %s SET SCHEMA %I', v_rel, v_entry.table_schema);
+    -- Its foreign keys come back. Rows whose parent went meanwhile keep it from being
+    -- checked: then it comes back NOT VALID (new rows are checked; VALIDATE CONSTRAINT once
+    -- the old ones are fixed), with a warning.
+    FOR v_fk IN SELECT * FROM jsonb_array_elements(v_entry.foreign_keys) LOOP
+        BEGIN
+            EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I %s', v_rel, v_fk ->> 'name', v_fk ->> 'definition');
+        EXCEPTION WHEN foreign_key_violation THEN
+            EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I %s NOT VALID', v_rel, v_fk ->> 'name', v_fk ->> 'definition');
+            RAISE WARNING 'pgbelay: foreign key % of %.% is back NOT VALID: rows reference rows that are gone',
+                v_fk ->> 'name', v_entry.table_schema, v_entry.table_name
+                USING HINT = format('Fix those rows, then ALTER TABLE %I.%I VALIDATE CONSTRAINT %I',
+                                    v_entry.table_schema, v_entry.table_name, v_fk ->> 'name');
+        END;
+    END LOOP;
 
     EXECUTE format('SELECT count(*) FROM %s', v_rel) INTO v_rows;
     v_id := @S@._record(NULL, 'undo', v_entry.table_schema, v_entry.table_name, v_rows, NULL);
