@@ -458,6 +458,28 @@ async fn set_form_is_consumed_by_the_next_statement_that_needs_it() {
         .expect("RESET");
     refused(&client, "TRUNCATE items").await;
     assert_eq!(count(&admin, "SELECT count(*) FROM items").await, 5);
+    // A held token meant for another statement is used up by the next one needing a
+    // token, and the refusal says so.
+    let t = token("TRUNCATE items", false);
+    client
+        .batch_execute(&format!("SET pgbelay.approval = '{t}'"))
+        .await
+        .expect("SET");
+    let err = refused(&client, "UPDATE items SET n = 0").await;
+    assert!(
+        err.message()
+            .contains("signed for another statement: TRUNCATE items"),
+        "{}",
+        err.message()
+    );
+    assert!(
+        err.hint()
+            .is_some_and(|h| h.contains("The token held with SET pgbelay.approval is used up")),
+        "{:?}",
+        err.hint()
+    );
+    refused(&client, "TRUNCATE items").await;
+    assert_eq!(count(&admin, "SELECT count(*) FROM items").await, 5);
 }
 
 #[tokio::test]

@@ -553,7 +553,11 @@ impl GuardSession {
                     if let Some(name) = parse_name {
                         self.extended.remove(name);
                     }
-                    return refuse(Refusal::approval(sql, &why));
+                    return refuse(if self.held_used {
+                        Refusal::held_approval(sql, &why)
+                    } else {
+                        Refusal::approval(sql, &why)
+                    });
                 }
             },
         };

@@ -162,6 +162,18 @@ impl Refusal {
         Self::statement(K::InvalidApproval(why.to_string()), statement)
     }
 
+    /// The token held with `SET pgbelay.approval` failed its check at this statement,
+    /// which used it up: the hint says so, since the DBA may have meant it for another.
+    pub fn held_approval(statement: &str, why: &str) -> Self {
+        let mut refusal = Self::approval(statement, why);
+        refusal.hint = format!(
+            "{}. The token held with SET pgbelay.approval is used up: this was the next statement that needed one. \
+             For the statement it was signed for, send the token in a comment: /* pgbelay:approve=<token> */ …",
+            refusal.hint
+        );
+        refusal
+    }
+
     /// `refusal` stands although a token was presented: the token cannot lift it.
     pub fn not_approvable(mut self) -> Self {
         self.hint = format!(
