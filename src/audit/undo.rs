@@ -35,6 +35,16 @@
 //! (dropped, or changed type: the shadow keeps the old values in `<name>~<n>`) refuse the
 //! undo ([`UndoError::LostColumns`]) unless forced, when they are left out.
 //!
+//! # Sequences
+//!
+//! Rows inserted again keep their recorded values, also in serial and identity columns, and
+//! their sequences may have been set back meanwhile (`TRUNCATE … RESTART IDENTITY`, a
+//! `setval`). So right after the rows of a table are back, each ascending sequence owned by
+//! one of its columns (or its partitioned ancestors') whose next value would not be past the
+//! largest value restored there is set to it ([`SequenceMove`]). Only forward: `setval` is
+//! not transactional and other sessions may have taken later values; a dry run only says
+//! what it would do. Descending sequences are left alone.
+//!
 //! # Recording
 //!
 //! The undo of change C is announced with `begin_statement` (`statement = 'pgbelay undo C'`,
@@ -185,6 +195,40 @@ impl std::fmt::Display for Conflict {
     }
 }
 
+/// A sequence the undo moved past the rows it restored (in a dry run: would have moved).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SequenceMove {
+    /// `schema.sequence`.
+    pub sequence: String,
+    /// `schema.table.column` whose values it gives (serial or identity).
+    pub column: String,
+    /// Its `last_value` before.
+    pub from: i64,
+    /// The largest value restored in the column: `setval(sequence, to)`, so the next value
+    /// is past it.
+    pub to: i64,
+    /// It was moved (not in a dry run: setval is not rolled back with the transaction).
+    pub moved: bool,
+}
+
+impl std::fmt::Display for SequenceMove {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (verb, dry) = if self.moved {
+            ("moved", "")
+        } else {
+            (
+                "would move",
+                " (not in a dry run: setval cannot be rolled back)",
+            )
+        };
+        write!(
+            f,
+            "sequence {} ({}) {verb} from {} to {}, past the restored rows{dry}",
+            self.sequence, self.column, self.from, self.to
+        )
+    }
+}
+
 /// What an undo did (or, in a dry run, would do).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct UndoReport {
@@ -200,7 +244,10 @@ pub struct UndoReport {
     pub steps: Vec<Step>,
     /// Rows changed since the change.
     pub conflicts: Vec<Conflict>,
-    /// What a forced undo leaves out.
+    /// Sequences moved past the rows restored.
+    pub sequences: Vec<SequenceMove>,
+    /// What the undo leaves out: recorded values of columns gone (forced), a sequence it
+    /// cannot move.
     pub warnings: Vec<String>,
 }
 
@@ -354,6 +401,30 @@ struct Planned {
     target: Option<String>,
     /// The table whose rows it writes (not for moves to and from the bin).
     relid: Option<u32>,
+    /// For an insert into a table with sequences: what to move past its rows.
+    sequences: Option<Sequences>,
+}
+
+/// A sequence owned by a column (serial or identity).
+struct OwnedSequence {
+    oid: u32,
+    /// Quoted and qualified.
+    sql: String,
+    /// `schema.name`.
+    label: String,
+    /// The column's name.
+    column: String,
+}
+
+/// The ascending sequences owned by columns an insert step writes, and how to find the
+/// largest value it restores in each.
+struct Sequences {
+    /// `schema.table` of the insert.
+    table: String,
+    owned: Vec<OwnedSequence>,
+    /// `SELECT ARRAY[max(b.column)::bigint, …]` over the rows the insert will restore, in
+    /// the order of `owned` (run just before it).
+    restored_max: String,
 }
 
 impl Planned {
@@ -454,6 +525,7 @@ async fn run(
         forced: options.force,
         steps: Vec::new(),
         conflicts: Vec::new(),
+        sequences: Vec::new(),
         warnings: Vec::new(),
     };
     let mut planned: Vec<Planned> = Vec::new();
@@ -472,6 +544,7 @@ async fn run(
                 depth: *depth,
                 target: None,
                 relid: None,
+                sequences: None,
             });
         } else if let Some((_, relid)) = restores.iter().find(|(by, _)| *by == change.id) {
             planned.push(Planned {
@@ -488,6 +561,7 @@ async fn run(
                 depth: *depth,
                 target: None,
                 relid: None,
+                sequences: None,
             });
         } else if let Some(shadow) = &change.shadow_table {
             let images = images::load(client, audit, shadow)
@@ -565,6 +639,18 @@ async fn run(
             )
             .await
             .map_err(pg("announce an undo step"))?;
+        // The largest values the insert restores, read before it (after it they are
+        // indistinguishable from the rows already there).
+        let restored = match &p.sequences {
+            Some(seqs) => Some(
+                client
+                    .query_one(&seqs.restored_max, &[])
+                    .await
+                    .and_then(|r| r.try_get::<_, Vec<Option<i64>>>(0))
+                    .map_err(pg("read the restored values"))?,
+            ),
+            None => None,
+        };
         let rows = match p.step.action {
             Action::Restore | Action::Recycle => {
                 client
@@ -582,6 +668,14 @@ async fn run(
             }
         };
         p.step.rows = Some(rows);
+        if let (Some(seqs), Some(restored)) = (&p.sequences, restored) {
+            for (owned, max) in seqs.owned.iter().zip(restored) {
+                if let Some(max) = max {
+                    let dry_run = options.dry_run;
+                    move_sequence(client, &seqs.table, owned, max, dry_run, &mut report).await?;
+                }
+            }
+        }
         report.steps.push(p.step);
     }
     client
@@ -734,7 +828,7 @@ async fn plan_images(
             images.key_eq("a", alias)
         )
     };
-    let mut push = |action, rows, sql: String| {
+    let mut push = |action, rows, sql: String, sequences| {
         planned.push(Planned {
             step: Step {
                 change_id: x,
@@ -747,6 +841,7 @@ async fn plan_images(
             depth,
             target: Some(t.clone()),
             relid: Some(images.relid),
+            sequences,
         });
     };
     if added > 0 {
@@ -760,6 +855,7 @@ async fn plan_images(
                 images.key_eq("t", "a"),
                 has_before_pair("a")
             ),
+            None,
         );
     }
     let settable: Vec<String> = common
@@ -784,6 +880,7 @@ async fn plan_images(
                 image("b", "before"),
                 images.key_eq("t", "b")
             ),
+            None,
         );
     }
     if removed > 0 {
@@ -797,12 +894,37 @@ async fn plan_images(
         } else {
             ""
         };
+        let source = format!(
+            "FROM {sh} b WHERE {} AND NOT {} AND NOT EXISTS (SELECT 1 FROM {t} t WHERE {})",
+            image("b", "before"),
+            has_after_pair("b"),
+            images.key_eq("t", "b")
+        );
+        let owned: Vec<_> = owned_sequences(client, images.relid)
+            .await?
+            .into_iter()
+            .filter(|o| writable.contains(&o.column.as_str()))
+            .collect();
+        let sequences = (!owned.is_empty()).then(|| Sequences {
+            restored_max: format!(
+                "SELECT ARRAY[{}]::pg_catalog.int8[] {source}",
+                owned
+                    .iter()
+                    .map(|o| format!(
+                        "pg_catalog.max(b.{})::pg_catalog.int8",
+                        quote_ident(&o.column)
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            table: images.table_label(),
+            owned,
+        });
         push(
             Action::Insert,
             removed,
             format!(
-                "INSERT INTO {t} ({}){overriding} SELECT {} FROM {sh} b WHERE {} AND NOT {} \
-                 AND NOT EXISTS (SELECT 1 FROM {t} t WHERE {})",
+                "INSERT INTO {t} ({}){overriding} SELECT {} {source}",
                 writable
                     .iter()
                     .map(|c| quote_ident(c))
@@ -813,11 +935,103 @@ async fn plan_images(
                     .map(|c| format!("b.{}", quote_ident(c)))
                     .collect::<Vec<_>>()
                     .join(", "),
-                image("b", "before"),
-                has_after_pair("b"),
-                images.key_eq("t", "b")
             ),
+            sequences,
         );
+    }
+    Ok(())
+}
+
+/// The ascending sequences owned by an integer column (serial: pg_depend 'a'; identity:
+/// 'i') of table `relid` or, for a partition, of its partitioned ancestors (whose column
+/// of that name the partition's rows take their values from).
+async fn owned_sequences(client: &Client, relid: u32) -> Result<Vec<OwnedSequence>, UndoError> {
+    client
+        .query(
+            "SELECT s.oid, n.nspname::text, s.relname::text, a.attname::text \
+               FROM pg_catalog.pg_depend d \
+               JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S' \
+               JOIN pg_catalog.pg_namespace n ON n.oid = s.relnamespace \
+               JOIN pg_catalog.pg_sequence q ON q.seqrelid = s.oid \
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+              WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+                AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+                AND (d.refobjid = $1 OR d.refobjid IN (SELECT relid FROM pg_catalog.pg_partition_ancestors($1::pg_catalog.oid::pg_catalog.regclass))) \
+                AND d.deptype IN ('a', 'i') AND q.seqincrement > 0 \
+                AND a.atttypid IN ('pg_catalog.int2'::pg_catalog.regtype, 'pg_catalog.int4'::pg_catalog.regtype, \
+                                   'pg_catalog.int8'::pg_catalog.regtype) \
+              ORDER BY 2, 3",
+            &[&relid],
+        )
+        .await
+        .map_err(pg("read the table's sequences"))?
+        .iter()
+        .map(|r| {
+            let (schema, name): (String, String) = (r.try_get(1)?, r.try_get(2)?);
+            Ok(OwnedSequence {
+                oid: r.try_get(0)?,
+                sql: format!("{}.{}", quote_ident(&schema), quote_ident(&name)),
+                label: format!("{schema}.{name}"),
+                column: r.try_get(3)?,
+            })
+        })
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(pg("read the table's sequences"))
+}
+
+/// Moves sequence `seq` of `table` so that its next value is past `max`, when it is
+/// ascending and not already past it (only forward), and adds that to `report`; in a dry
+/// run only adds it. Reading and moving is one statement, and inserts into the table wait
+/// for the undo's lock, so only a value taken elsewhere (a direct `nextval`, an insert into
+/// another partition) could come in between. A `max` beyond the sequence's MAXVALUE leaves
+/// it, with a warning.
+async fn move_sequence(
+    client: &Client,
+    table: &str,
+    seq: &OwnedSequence,
+    max: i64,
+    dry_run: bool,
+    report: &mut UndoReport,
+) -> Result<(), UndoError> {
+    let sql = format!(
+        "SELECT v.last_value, v.fits, \
+                CASE WHEN $3 AND v.fits THEN pg_catalog.setval($2::pg_catalog.oid::pg_catalog.regclass, $1, true) END \
+           FROM (SELECT s.last_value, $1 <= q.seqmax AS fits \
+                   FROM {} s, pg_catalog.pg_sequence q \
+                  WHERE q.seqrelid = $2 AND q.seqincrement > 0 \
+                    AND CASE WHEN s.is_called THEN s.last_value::pg_catalog.numeric + q.seqincrement \
+                             ELSE s.last_value END <= $1) v",
+        seq.sql
+    );
+    let Some(row) = client
+        .query_opt(&sql, &[&max, &seq.oid, &!dry_run])
+        .await
+        .map_err(pg("move a sequence"))?
+    else {
+        return Ok(());
+    };
+    let from: i64 = row.try_get(0).map_err(pg("move a sequence"))?;
+    let column = format!("{table}.{}", seq.column);
+    if !row.try_get::<_, bool>(1).map_err(pg("move a sequence"))? {
+        report.warnings.push(format!(
+            "sequence {} ({column}) is not moved past the restored value {max}: that is beyond its MAXVALUE",
+            seq.label
+        ));
+        return Ok(());
+    }
+    match report
+        .sequences
+        .iter_mut()
+        .find(|m| m.sequence == seq.label)
+    {
+        Some(earlier) => earlier.to = earlier.to.max(max),
+        None => report.sequences.push(SequenceMove {
+            sequence: seq.label.clone(),
+            column,
+            from,
+            to: max,
+            moved: !dry_run,
+        }),
     }
     Ok(())
 }

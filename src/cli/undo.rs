@@ -23,7 +23,7 @@ pub struct UndoArgs {
     #[arg(long)]
     pub force: bool,
     /// Print JSON: the report ({"ok": true, change_id, undo_id, dry_run, forced, steps,
-    /// conflicts, warnings}) or {"ok": false, "error", change_id, conflicts, steps}.
+    /// conflicts, sequences, warnings}) or {"ok": false, "error", change_id, conflicts, steps}.
     #[arg(long)]
     pub json: bool,
 }
@@ -105,6 +105,9 @@ fn text(r: &UndoReport) -> String {
     }
     for conflict in &r.conflicts {
         let _ = writeln!(out, "  overridden conflict: {conflict}");
+    }
+    for moved in &r.sequences {
+        let _ = writeln!(out, "  {moved}");
     }
     for warning in &r.warnings {
         let _ = writeln!(out, "  warning: {warning}");
