@@ -899,7 +899,7 @@ async fn conflicts_are_listed_and_force_goes_ahead() {
         id,
         UndoOptions {
             force: true,
-            dry_run: false,
+            ..UndoOptions::default()
         },
     )
     .await
@@ -1015,8 +1015,8 @@ async fn dry_run_changes_nothing() {
         AUDIT,
         id,
         UndoOptions {
-            force: false,
             dry_run: true,
+            ..UndoOptions::default()
         },
     )
     .await
@@ -1043,6 +1043,113 @@ async fn dry_run_changes_nothing() {
         changes
     );
     assert_eq!(count(&admin, "SELECT count(*) FROM pgbelay.undos").await, 0);
+}
+
+/// An undo waits for its table locks at most its lock timeout: a session left in a
+/// transaction that wrote to the table makes it give up, naming the table and that
+/// session, with nothing changed (also from the command line); once the session ends, the
+/// same undo goes through.
+#[tokio::test]
+async fn undo_gives_up_on_a_locked_table_after_its_lock_timeout() {
+    let proxy = TestProxy::start().await;
+    let (db, through, admin) = shop(&proxy).await;
+    through
+        .batch_execute("UPDATE orders SET status = 'shipped' WHERE id = 1")
+        .await
+        .expect("update");
+    let id = last_change(&admin).await;
+    let holder = connect_super(direct(), &db).await;
+    let holder_pid = i64::from(
+        holder
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .expect("pid")
+            .get::<_, i32>(0),
+    );
+    for sql in [
+        "SET application_name = 'holder'",
+        "BEGIN",
+        "UPDATE orders SET status = 'x' WHERE id = 2",
+    ] {
+        holder.batch_execute(sql).await.expect("hold a write lock");
+    }
+    let orders = texts(&admin, ORDERS).await;
+    let short = UndoOptions {
+        lock_timeout: std::time::Duration::from_millis(300),
+        ..UndoOptions::default()
+    };
+
+    let err = undo::undo(&admin, AUDIT, id, short)
+        .await
+        .expect_err("the table is locked");
+    let UndoError::LockTimeout {
+        change,
+        table,
+        blockers,
+        ..
+    } = &err
+    else {
+        panic!("expected a lock timeout, got {err:?}");
+    };
+    assert_eq!((*change, table.as_str()), (id, "public.orders"));
+    let blocker = blockers
+        .iter()
+        .find(|b| i64::from(b.pid) == holder_pid)
+        .unwrap_or_else(|| panic!("pid {holder_pid} not among {blockers:?}"));
+    assert_eq!(blocker.holds, vec!["RowExclusiveLock"]);
+    assert_eq!(blocker.application_name.as_deref(), Some("holder"));
+    assert_eq!(blocker.state.as_deref(), Some("idle in transaction"));
+    assert_eq!(
+        blocker.query.as_deref(),
+        Some("UPDATE orders SET status = 'x' WHERE id = 2")
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("public.orders") && message.contains(&format!("pid {holder_pid}")),
+        "{message}"
+    );
+    assert_eq!(texts(&admin, ORDERS).await, orders, "nothing changed");
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM pgbelay.changes WHERE kind = 'undo'"
+        )
+        .await,
+        0
+    );
+
+    let url = direct().url(superuser(), Some(SUPERUSER_PASSWORD), &db);
+    let cases = [
+        (
+            "300ms",
+            1,
+            vec![
+                "table public.orders stayed locked".to_string(),
+                format!("pid {holder_pid} holds RowExclusiveLock"),
+            ],
+        ),
+        ("soon", 2, vec!["--lock-timeout".to_string()]),
+    ];
+    for (timeout, code, says) in cases {
+        let id = id.to_string();
+        let out = pgbelay(&["undo", "--db", &url, &id, "--lock-timeout", timeout]).await;
+        assert_eq!(out.code, Some(code), "{out:?}");
+        assert!(says.iter().all(|s| out.stderr.contains(s)), "{out:?}");
+    }
+    assert_eq!(texts(&admin, ORDERS).await, orders, "nothing changed");
+
+    holder.batch_execute("COMMIT").await.expect("commit");
+    undo::undo(&admin, AUDIT, id, short)
+        .await
+        .expect("undo once the lock is free");
+    assert_eq!(
+        texts(
+            &admin,
+            "SELECT (id, status)::text FROM orders WHERE id <= 2 ORDER BY id"
+        )
+        .await,
+        vec!["(1,paid)", "(2,x)"]
+    );
 }
 
 #[tokio::test]
@@ -1146,7 +1253,7 @@ async fn tables_without_key_and_lost_columns_are_refused_clearly() {
         id,
         UndoOptions {
             force: true,
-            dry_run: false,
+            ..UndoOptions::default()
         },
     )
     .await
