@@ -19,14 +19,24 @@
 //! tables they reference), then updates and inserts (referenced tables first, each in the
 //! order the changes were made), and moves to the bin last.
 //!
+//! # Locks
+//!
+//! Each table is locked against other writers (SHARE ROW EXCLUSIVE) before its rows are
+//! compared. A lock request queues every later writer of the table behind it, so the undo
+//! waits at most [`UndoOptions::lock_timeout`] for each lock (`SET LOCAL lock_timeout`: it
+//! ends with the transaction) and then gives up, changing nothing, naming the sessions
+//! that hold or await conflicting locks ([`UndoError::LockTimeout`]). The limit holds for
+//! every lock wait of the undo; one for a row (held by a `SELECT … FOR UPDATE` elsewhere)
+//! fails it with PostgreSQL's own lock timeout error.
+//!
 //! # Conflicts
 //!
-//! Before writing, with the tables locked against other writers (SHARE ROW EXCLUSIVE), each
-//! row is compared, as text, with the recorded after-image (it must exist and be equal in
-//! every column the images have), and a before-only row must not exist now. Conflicts refuse
-//! the undo ([`UndoError::Conflicts`]) unless forced; forced, changed rows get the changed
-//! columns back, rows present again are left as they are, inserted rows are deleted anyway
-//! and rows gone stay gone.
+//! Before writing, with the tables locked against other writers, each row is compared, as
+//! text, with the recorded after-image (it must exist and be equal in every column the
+//! images have), and a before-only row must not exist now. Conflicts refuse the undo
+//! ([`UndoError::Conflicts`]) unless forced; forced, changed rows get the changed columns
+//! back, rows present again are left as they are, inserted rows are deleted anyway and rows
+//! gone stay gone.
 //!
 //! # Columns changed since
 //!
@@ -34,6 +44,16 @@
 //! a non-NULL value now is a conflict. Recorded values in columns the table no longer has
 //! (dropped, or changed type: the shadow keeps the old values in `<name>~<n>`) refuse the
 //! undo ([`UndoError::LostColumns`]) unless forced, when they are left out.
+//!
+//! # Sequences
+//!
+//! Rows inserted again keep their recorded values, also in serial and identity columns, and
+//! their sequences may have been set back meanwhile (`TRUNCATE … RESTART IDENTITY`, a
+//! `setval`). So right after the rows of a table are back, each ascending sequence owned by
+//! one of its columns (or its partitioned ancestors') whose next value would not be past the
+//! largest value restored there is set to it ([`SequenceMove`]). Only forward: `setval` is
+//! not transactional and other sessions may have taken later values; a dry run only says
+//! what it would do. Descending sequences are left alone.
 //!
 //! # Recording
 //!
@@ -44,8 +64,10 @@
 //! change already undone (an undo in effect, not itself undone) is refused unless forced.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
 
 use super::history::{self, HistoryError};
 use super::images::{self, Change, Images, change_columns, change_from_row};
@@ -54,12 +76,26 @@ use super::schema::{
 };
 
 /// How to undo.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct UndoOptions {
     /// Go ahead despite conflicts, lost columns, or an undo already in effect.
     pub force: bool,
     /// Run everything, report, and roll back.
     pub dry_run: bool,
+    /// How long to wait for each lock before giving up (zero: as long as it takes). Other
+    /// writers of the table queue behind the undo's waiting lock request, so an unbounded
+    /// wait stops them all.
+    pub lock_timeout: Duration,
+}
+
+impl Default for UndoOptions {
+    fn default() -> UndoOptions {
+        UndoOptions {
+            force: false,
+            dry_run: false,
+            lock_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// What one step does.
@@ -185,6 +221,107 @@ impl std::fmt::Display for Conflict {
     }
 }
 
+/// A sequence the undo moved past the rows it restored (in a dry run: would have moved).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SequenceMove {
+    /// `schema.sequence`.
+    pub sequence: String,
+    /// `schema.table.column` whose values it gives (serial or identity).
+    pub column: String,
+    /// Its `last_value` before.
+    pub from: i64,
+    /// The largest value restored in the column: `setval(sequence, to)`, so the next value
+    /// is past it.
+    pub to: i64,
+    /// It was moved (not in a dry run: setval is not rolled back with the transaction).
+    pub moved: bool,
+}
+
+impl std::fmt::Display for SequenceMove {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (verb, dry) = if self.moved {
+            ("moved", "")
+        } else {
+            (
+                "would move",
+                " (not in a dry run: setval cannot be rolled back)",
+            )
+        };
+        write!(
+            f,
+            "sequence {} ({}) {verb} from {} to {}, past the restored rows{dry}",
+            self.sequence, self.column, self.from, self.to
+        )
+    }
+}
+
+/// Another session holding or awaiting a lock on a table that conflicts with the undo's.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Blocker {
+    /// Its backend (for `pg_terminate_backend`).
+    pub pid: i32,
+    /// The conflicting modes it holds (`RowExclusiveLock`, …).
+    pub holds: Vec<String>,
+    /// The conflicting mode it is queued for.
+    pub awaits: Option<String>,
+    /// Its user.
+    pub user: Option<String>,
+    /// Its `application_name`.
+    pub application_name: Option<String>,
+    /// `active`, `idle in transaction`, ….
+    pub state: Option<String>,
+    /// When its transaction began.
+    pub xact_start: Option<String>,
+    /// The start of its current or last statement (60 characters, on one line).
+    pub query: Option<String>,
+}
+
+impl std::fmt::Display for Blocker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pid {}", self.pid)?;
+        if !self.holds.is_empty() {
+            write!(f, " holds {}", self.holds.join(", "))?;
+        }
+        if let Some(mode) = &self.awaits {
+            let and = if self.holds.is_empty() { "" } else { "," };
+            write!(f, "{and} waits for {mode}")?;
+        }
+        let about: Vec<String> = [
+            self.user.as_ref().map(|u| format!("user {u}")),
+            self.application_name
+                .as_ref()
+                .filter(|a| !a.is_empty())
+                .map(|a| format!("application {a}")),
+            self.state.clone(),
+            self.xact_start
+                .as_ref()
+                .map(|t| format!("in a transaction since {t}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !about.is_empty() {
+            write!(f, " ({})", about.join(", "))?;
+        }
+        match &self.query {
+            Some(query) => write!(f, ": {query}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `pid 1, pid 2` of the sessions in a lock timeout's message.
+fn blocker_pids(blockers: &[Blocker]) -> String {
+    if blockers.is_empty() {
+        return "none of them is left now".into();
+    }
+    blockers
+        .iter()
+        .map(|b| format!("pid {}", b.pid))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// What an undo did (or, in a dry run, would do).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct UndoReport {
@@ -200,7 +337,10 @@ pub struct UndoReport {
     pub steps: Vec<Step>,
     /// Rows changed since the change.
     pub conflicts: Vec<Conflict>,
-    /// What a forced undo leaves out.
+    /// Sequences moved past the rows restored.
+    pub sequences: Vec<SequenceMove>,
+    /// What the undo leaves out: recorded values of columns gone (forced), a sequence it
+    /// cannot move.
     pub warnings: Vec<String>,
 }
 
@@ -275,6 +415,24 @@ pub enum UndoError {
         /// The shadow's columns.
         columns: Vec<String>,
     },
+    /// A table stayed locked by other sessions for longer than the lock timeout; nothing was
+    /// done.
+    #[error(
+        "change {change} cannot be undone now: table {table} stayed locked by other sessions for {} ({}); nothing was changed. Wait for them to finish, end them (SELECT pg_terminate_backend(pid)), or retry with a longer --lock-timeout",
+        humantime::format_duration(*.timeout), blocker_pids(.blockers)
+    )]
+    LockTimeout {
+        /// The change whose table it is.
+        change: i64,
+        /// The table.
+        table: String,
+        /// Its oid.
+        relid: u32,
+        /// How long the undo waited.
+        timeout: Duration,
+        /// The sessions that held or awaited conflicting locks on it, just after.
+        blockers: Vec<Blocker>,
+    },
     /// The server refused (a pgbelay refusal: a name taken, the owner check, …).
     #[error("{message}{}", .hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default())]
     Refused {
@@ -324,7 +482,7 @@ pub async fn undo(
         .batch_execute("BEGIN")
         .await
         .map_err(pg("begin a transaction"))?;
-    let result = run(client, audit, id, options).await;
+    let mut result = run(client, audit, id, options).await;
     let end = if result.is_ok() && !options.dry_run {
         "COMMIT"
     } else {
@@ -334,9 +492,68 @@ pub async fn undo(
         .batch_execute(end)
         .await
         .map_err(pg("end the transaction"));
+    // Who is in the way, read once the undo's transaction (aborted by the timeout) is over.
+    if let (
+        Err(UndoError::LockTimeout {
+            relid, blockers, ..
+        }),
+        Ok(()),
+    ) = (&mut result, &ended)
+    {
+        *blockers = blockers_of(client, *relid).await?;
+    }
     let report = result?;
     ended?;
     Ok(report)
+}
+
+/// `lock_timeout` for `timeout`: whole milliseconds, rounded up so that a short timeout
+/// does not become 0 (no limit), and at most what the setting takes.
+fn lock_timeout_setting(timeout: Duration) -> String {
+    let millis = timeout.as_nanos().div_ceil(1_000_000);
+    format!("{}ms", millis.min(i32::MAX as u128))
+}
+
+/// The other sessions of this database that hold or await a lock on table `relid` in a
+/// mode that conflicts with SHARE ROW EXCLUSIVE (every mode but ACCESS SHARE and ROW
+/// SHARE), oldest transaction first.
+async fn blockers_of(client: &Client, relid: u32) -> Result<Vec<Blocker>, UndoError> {
+    client
+        .query(
+            "SELECT l.pid, \
+                    pg_catalog.array_agg(l.mode::text ORDER BY l.mode) FILTER (WHERE l.granted), \
+                    pg_catalog.min(l.mode::text) FILTER (WHERE NOT l.granted), \
+                    a.usename::text, a.application_name, a.state, \
+                    pg_catalog.date_trunc('second', a.xact_start)::text, \
+                    pg_catalog.left(pg_catalog.regexp_replace(a.query, '\\s+', ' ', 'g'), 60) \
+               FROM pg_catalog.pg_locks l \
+               LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid \
+              WHERE l.locktype = 'relation' AND l.relation = $1 \
+                AND l.database = (SELECT oid FROM pg_catalog.pg_database \
+                                   WHERE datname = pg_catalog.current_database()) \
+                AND l.pid <> pg_catalog.pg_backend_pid() \
+                AND l.mode NOT IN ('AccessShareLock', 'RowShareLock') \
+              GROUP BY l.pid, a.usename, a.application_name, a.state, a.xact_start, a.query \
+              ORDER BY a.xact_start NULLS LAST, l.pid",
+            &[&relid],
+        )
+        .await
+        .map_err(pg("read who holds the table's locks"))?
+        .iter()
+        .map(|r| {
+            Ok(Blocker {
+                pid: r.try_get(0)?,
+                holds: r.try_get::<_, Option<Vec<String>>>(1)?.unwrap_or_default(),
+                awaits: r.try_get(2)?,
+                user: r.try_get(3)?,
+                application_name: r.try_get(4)?,
+                state: r.try_get(5)?,
+                xact_start: r.try_get(6)?,
+                query: r.try_get(7)?,
+            })
+        })
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(pg("read who holds the table's locks"))
 }
 
 /// The undo's tree: the audit schema and the changes it reverses.
@@ -354,6 +571,30 @@ struct Planned {
     target: Option<String>,
     /// The table whose rows it writes (not for moves to and from the bin).
     relid: Option<u32>,
+    /// For an insert into a table with sequences: what to move past its rows.
+    sequences: Option<Sequences>,
+}
+
+/// A sequence owned by a column (serial or identity).
+struct OwnedSequence {
+    oid: u32,
+    /// Quoted and qualified.
+    sql: String,
+    /// `schema.name`.
+    label: String,
+    /// The column's name.
+    column: String,
+}
+
+/// The ascending sequences owned by columns an insert step writes, and how to find the
+/// largest value it restores in each.
+struct Sequences {
+    /// `schema.table` of the insert.
+    table: String,
+    owned: Vec<OwnedSequence>,
+    /// `SELECT ARRAY[max(b.column)::bigint, …]` over the rows the insert will restore, in
+    /// the order of `owned` (run just before it).
+    restored_max: String,
 }
 
 impl Planned {
@@ -428,6 +669,13 @@ async fn run(
     options: UndoOptions,
 ) -> Result<UndoReport, UndoError> {
     let s = quote_ident(audit);
+    client
+        .query_one(
+            "SELECT pg_catalog.set_config('lock_timeout', $1, true)",
+            &[&lock_timeout_setting(options.lock_timeout)],
+        )
+        .await
+        .map_err(pg("set the lock timeout"))?;
     let target = history::change(client, audit, id).await?;
     if let (Some(by), false) = (target.undone_by, options.force) {
         return Err(UndoError::AlreadyUndone { change: id, by });
@@ -454,6 +702,7 @@ async fn run(
         forced: options.force,
         steps: Vec::new(),
         conflicts: Vec::new(),
+        sequences: Vec::new(),
         warnings: Vec::new(),
     };
     let mut planned: Vec<Planned> = Vec::new();
@@ -472,6 +721,7 @@ async fn run(
                 depth: *depth,
                 target: None,
                 relid: None,
+                sequences: None,
             });
         } else if let Some((_, relid)) = restores.iter().find(|(by, _)| *by == change.id) {
             planned.push(Planned {
@@ -488,6 +738,7 @@ async fn run(
                 depth: *depth,
                 target: None,
                 relid: None,
+                sequences: None,
             });
         } else if let Some(shadow) = &change.shadow_table {
             let images = images::load(client, audit, shadow)
@@ -565,6 +816,18 @@ async fn run(
             )
             .await
             .map_err(pg("announce an undo step"))?;
+        // The largest values the insert restores, read before it (after it they are
+        // indistinguishable from the rows already there).
+        let restored = match &p.sequences {
+            Some(seqs) => Some(
+                client
+                    .query_one(&seqs.restored_max, &[])
+                    .await
+                    .and_then(|r| r.try_get::<_, Vec<Option<i64>>>(0))
+                    .map_err(pg("read the restored values"))?,
+            ),
+            None => None,
+        };
         let rows = match p.step.action {
             Action::Restore | Action::Recycle => {
                 client
@@ -582,6 +845,14 @@ async fn run(
             }
         };
         p.step.rows = Some(rows);
+        if let (Some(seqs), Some(restored)) = (&p.sequences, restored) {
+            for (owned, max) in seqs.owned.iter().zip(restored) {
+                if let Some(max) = max {
+                    let dry_run = options.dry_run;
+                    move_sequence(client, &seqs.table, owned, max, dry_run, &mut report).await?;
+                }
+            }
+        }
         report.steps.push(p.step);
     }
     client
@@ -689,7 +960,16 @@ async fn plan_images(
         client
             .batch_execute(&format!("LOCK TABLE {t} IN SHARE ROW EXCLUSIVE MODE"))
             .await
-            .map_err(pg("lock the table"))?;
+            .map_err(|e| match e.code() {
+                Some(&SqlState::LOCK_NOT_AVAILABLE) => UndoError::LockTimeout {
+                    change: x,
+                    table: images.table_label(),
+                    relid: images.relid,
+                    timeout: options.lock_timeout,
+                    blockers: Vec::new(),
+                },
+                _ => pg("lock the table")(e),
+            })?;
     }
 
     // The images of change x in alias `a`/`b`: qualified, the shadow is joined to itself.
@@ -734,7 +1014,7 @@ async fn plan_images(
             images.key_eq("a", alias)
         )
     };
-    let mut push = |action, rows, sql: String| {
+    let mut push = |action, rows, sql: String, sequences| {
         planned.push(Planned {
             step: Step {
                 change_id: x,
@@ -747,6 +1027,7 @@ async fn plan_images(
             depth,
             target: Some(t.clone()),
             relid: Some(images.relid),
+            sequences,
         });
     };
     if added > 0 {
@@ -760,6 +1041,7 @@ async fn plan_images(
                 images.key_eq("t", "a"),
                 has_before_pair("a")
             ),
+            None,
         );
     }
     let settable: Vec<String> = common
@@ -784,6 +1066,7 @@ async fn plan_images(
                 image("b", "before"),
                 images.key_eq("t", "b")
             ),
+            None,
         );
     }
     if removed > 0 {
@@ -797,12 +1080,37 @@ async fn plan_images(
         } else {
             ""
         };
+        let source = format!(
+            "FROM {sh} b WHERE {} AND NOT {} AND NOT EXISTS (SELECT 1 FROM {t} t WHERE {})",
+            image("b", "before"),
+            has_after_pair("b"),
+            images.key_eq("t", "b")
+        );
+        let owned: Vec<_> = owned_sequences(client, images.relid)
+            .await?
+            .into_iter()
+            .filter(|o| writable.contains(&o.column.as_str()))
+            .collect();
+        let sequences = (!owned.is_empty()).then(|| Sequences {
+            restored_max: format!(
+                "SELECT ARRAY[{}]::pg_catalog.int8[] {source}",
+                owned
+                    .iter()
+                    .map(|o| format!(
+                        "pg_catalog.max(b.{})::pg_catalog.int8",
+                        quote_ident(&o.column)
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            table: images.table_label(),
+            owned,
+        });
         push(
             Action::Insert,
             removed,
             format!(
-                "INSERT INTO {t} ({}){overriding} SELECT {} FROM {sh} b WHERE {} AND NOT {} \
-                 AND NOT EXISTS (SELECT 1 FROM {t} t WHERE {})",
+                "INSERT INTO {t} ({}){overriding} SELECT {} {source}",
                 writable
                     .iter()
                     .map(|c| quote_ident(c))
@@ -813,11 +1121,103 @@ async fn plan_images(
                     .map(|c| format!("b.{}", quote_ident(c)))
                     .collect::<Vec<_>>()
                     .join(", "),
-                image("b", "before"),
-                has_after_pair("b"),
-                images.key_eq("t", "b")
             ),
+            sequences,
         );
+    }
+    Ok(())
+}
+
+/// The ascending sequences owned by an integer column (serial: pg_depend 'a'; identity:
+/// 'i') of table `relid` or, for a partition, of its partitioned ancestors (whose column
+/// of that name the partition's rows take their values from).
+async fn owned_sequences(client: &Client, relid: u32) -> Result<Vec<OwnedSequence>, UndoError> {
+    client
+        .query(
+            "SELECT s.oid, n.nspname::text, s.relname::text, a.attname::text \
+               FROM pg_catalog.pg_depend d \
+               JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S' \
+               JOIN pg_catalog.pg_namespace n ON n.oid = s.relnamespace \
+               JOIN pg_catalog.pg_sequence q ON q.seqrelid = s.oid \
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+              WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+                AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+                AND (d.refobjid = $1 OR d.refobjid IN (SELECT relid FROM pg_catalog.pg_partition_ancestors($1::pg_catalog.oid::pg_catalog.regclass))) \
+                AND d.deptype IN ('a', 'i') AND q.seqincrement > 0 \
+                AND a.atttypid IN ('pg_catalog.int2'::pg_catalog.regtype, 'pg_catalog.int4'::pg_catalog.regtype, \
+                                   'pg_catalog.int8'::pg_catalog.regtype) \
+              ORDER BY 2, 3",
+            &[&relid],
+        )
+        .await
+        .map_err(pg("read the table's sequences"))?
+        .iter()
+        .map(|r| {
+            let (schema, name): (String, String) = (r.try_get(1)?, r.try_get(2)?);
+            Ok(OwnedSequence {
+                oid: r.try_get(0)?,
+                sql: format!("{}.{}", quote_ident(&schema), quote_ident(&name)),
+                label: format!("{schema}.{name}"),
+                column: r.try_get(3)?,
+            })
+        })
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(pg("read the table's sequences"))
+}
+
+/// Moves sequence `seq` of `table` so that its next value is past `max`, when it is
+/// ascending and not already past it (only forward), and adds that to `report`; in a dry
+/// run only adds it. Reading and moving is one statement, and inserts into the table wait
+/// for the undo's lock, so only a value taken elsewhere (a direct `nextval`, an insert into
+/// another partition) could come in between. A `max` beyond the sequence's MAXVALUE leaves
+/// it, with a warning.
+async fn move_sequence(
+    client: &Client,
+    table: &str,
+    seq: &OwnedSequence,
+    max: i64,
+    dry_run: bool,
+    report: &mut UndoReport,
+) -> Result<(), UndoError> {
+    let sql = format!(
+        "SELECT v.last_value, v.fits, \
+                CASE WHEN $3 AND v.fits THEN pg_catalog.setval($2::pg_catalog.oid::pg_catalog.regclass, $1, true) END \
+           FROM (SELECT s.last_value, $1 <= q.seqmax AS fits \
+                   FROM {} s, pg_catalog.pg_sequence q \
+                  WHERE q.seqrelid = $2 AND q.seqincrement > 0 \
+                    AND CASE WHEN s.is_called THEN s.last_value::pg_catalog.numeric + q.seqincrement \
+                             ELSE s.last_value END <= $1) v",
+        seq.sql
+    );
+    let Some(row) = client
+        .query_opt(&sql, &[&max, &seq.oid, &!dry_run])
+        .await
+        .map_err(pg("move a sequence"))?
+    else {
+        return Ok(());
+    };
+    let from: i64 = row.try_get(0).map_err(pg("move a sequence"))?;
+    let column = format!("{table}.{}", seq.column);
+    if !row.try_get::<_, bool>(1).map_err(pg("move a sequence"))? {
+        report.warnings.push(format!(
+            "sequence {} ({column}) is not moved past the restored value {max}: that is beyond its MAXVALUE",
+            seq.label
+        ));
+        return Ok(());
+    }
+    match report
+        .sequences
+        .iter_mut()
+        .find(|m| m.sequence == seq.label)
+    {
+        Some(earlier) => earlier.to = earlier.to.max(max),
+        None => report.sequences.push(SequenceMove {
+            sequence: seq.label.clone(),
+            column,
+            from,
+            to: max,
+            moved: !dry_run,
+        }),
     }
     Ok(())
 }
@@ -1061,4 +1461,49 @@ async fn conflicts(
             .push(Conflict::of_row(x, images, values, ConflictReason::Exists));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_timeout_setting_rounds_up_and_caps() {
+        assert_eq!(lock_timeout_setting(Duration::ZERO), "0ms");
+        assert_eq!(lock_timeout_setting(Duration::from_micros(1)), "1ms");
+        assert_eq!(lock_timeout_setting(Duration::from_millis(300)), "300ms");
+        assert_eq!(lock_timeout_setting(Duration::from_secs(5)), "5000ms");
+        assert_eq!(
+            lock_timeout_setting(Duration::from_secs(86_400 * 365)),
+            format!("{}ms", i32::MAX)
+        );
+    }
+
+    #[test]
+    fn blocker_says_what_it_holds_and_who_it_is() {
+        let mut b = Blocker {
+            pid: 42,
+            holds: vec!["RowExclusiveLock".into()],
+            awaits: None,
+            user: Some("alice".into()),
+            application_name: Some("psql".into()),
+            state: Some("idle in transaction".into()),
+            xact_start: Some("2026-01-02 03:04:05+00".into()),
+            query: Some("UPDATE orders SET status = 'x'".into()),
+        };
+        assert_eq!(
+            b.to_string(),
+            "pid 42 holds RowExclusiveLock (user alice, application psql, idle in transaction, \
+             in a transaction since 2026-01-02 03:04:05+00): UPDATE orders SET status = 'x'"
+        );
+        b.holds.clear();
+        b.awaits = Some("AccessExclusiveLock".into());
+        b.application_name = Some(String::new());
+        b.xact_start = None;
+        b.query = None;
+        assert_eq!(
+            b.to_string(),
+            "pid 42 waits for AccessExclusiveLock (user alice, idle in transaction)"
+        );
+    }
 }

@@ -1,7 +1,9 @@
-//! `pgbelay undo --db URL ID [--dry-run] [--force]`: reverse one change (SPEC §B11).
+//! `pgbelay undo --db URL ID [--dry-run] [--force] [--lock-timeout DURATION]`: reverse one
+//! change (SPEC §B11).
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -22,8 +24,14 @@ pub struct UndoArgs {
     /// Undo despite rows changed since, columns gone, or an undo already in effect.
     #[arg(long)]
     pub force: bool,
+    /// How long to wait for each table lock before giving up, changing nothing (`5s`,
+    /// `300ms`, `1m`; `0` waits as long as it takes) [default: 5s]. Other writers of the
+    /// table queue behind the waiting undo.
+    #[arg(long, value_name = "DURATION", value_parser = lock_timeout)]
+    pub lock_timeout: Option<Duration>,
     /// Print JSON: the report ({"ok": true, change_id, undo_id, dry_run, forced, steps,
-    /// conflicts, warnings}) or {"ok": false, "error", change_id, conflicts, steps}.
+    /// conflicts, sequences, warnings}) or {"ok": false, "error", change_id, conflicts, steps,
+    /// blockers}.
     #[arg(long)]
     pub json: bool,
 }
@@ -37,6 +45,9 @@ pub fn run(args: UndoArgs) -> anyhow::Result<ExitCode> {
         let options = UndoOptions {
             force: args.force,
             dry_run: args.dry_run,
+            lock_timeout: args
+                .lock_timeout
+                .unwrap_or(UndoOptions::default().lock_timeout),
         };
         match undo::undo(&client, &args.db.audit_schema, args.id, options).await {
             Ok(report) => {
@@ -55,6 +66,10 @@ pub fn run(args: UndoArgs) -> anyhow::Result<ExitCode> {
                     UndoError::Conflicts(report) => Some(report.as_ref()),
                     _ => None,
                 };
+                let blockers = match &e {
+                    UndoError::LockTimeout { blockers, .. } => blockers.as_slice(),
+                    _ => &[],
+                };
                 if args.json {
                     let json = serde_json::json!({
                         "ok": false,
@@ -62,6 +77,7 @@ pub fn run(args: UndoArgs) -> anyhow::Result<ExitCode> {
                         "change_id": args.id,
                         "conflicts": report.map(|r| r.conflicts.clone()).unwrap_or_default(),
                         "steps": report.map(|r| r.steps.clone()).unwrap_or_default(),
+                        "blockers": blockers,
                     });
                     println!("{}", serde_json::to_string_pretty(&json)?);
                 } else {
@@ -71,10 +87,20 @@ pub fn run(args: UndoArgs) -> anyhow::Result<ExitCode> {
                             eprintln!("  conflict: {conflict}");
                         }
                     }
+                    for blocker in blockers {
+                        eprintln!("  {blocker}");
+                    }
                 }
                 Ok(ExitCode::from(1))
             }
         }
+    })
+}
+
+/// `--lock-timeout`: a duration as `--ttl` takes it, or `0` for no limit.
+fn lock_timeout(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| {
+        format!("{e} (a duration such as 5s, 300ms or 1m; 0 waits as long as it takes)")
     })
 }
 
@@ -106,8 +132,25 @@ fn text(r: &UndoReport) -> String {
     for conflict in &r.conflicts {
         let _ = writeln!(out, "  overridden conflict: {conflict}");
     }
+    for moved in &r.sequences {
+        let _ = writeln!(out, "  {moved}");
+    }
     for warning in &r.warnings {
         let _ = writeln!(out, "  warning: {warning}");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_timeout_takes_durations_and_zero() {
+        assert_eq!(lock_timeout("300ms"), Ok(Duration::from_millis(300)));
+        assert_eq!(lock_timeout("1m 30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(lock_timeout("0"), Ok(Duration::ZERO));
+        assert!(lock_timeout("soon").is_err());
+        assert!(lock_timeout("5").is_err());
+    }
 }
