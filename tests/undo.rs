@@ -633,13 +633,20 @@ async fn a_recycled_table_lets_go_of_its_parents_and_gets_its_foreign_key_back()
         .batch_execute("DELETE FROM orders WHERE id = 3")
         .await
         .expect("a parent of recycled rows can go");
-    undo(&admin, dropped).await.expect("restore");
+    let report = undo(&admin, dropped).await.expect("restore");
     assert_eq!(
         texts(&admin, ITEMS).await,
         items,
         "the bin's rows were not reached"
     );
     assert_eq!(texts(&admin, fk).await, ["items_order_id_fkey f"]);
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert!(
+        report.warnings[0]
+            .starts_with("foreign key items_order_id_fkey of public.items is back NOT VALID"),
+        "{}",
+        report.warnings[0]
+    );
 
     // Without orphans the key comes back validated.
     admin
@@ -647,8 +654,9 @@ async fn a_recycled_table_lets_go_of_its_parents_and_gets_its_foreign_key_back()
         .await
         .expect("fixed");
     let dropped = drop_to_bin(&admin, "items").await.expect("recycle again");
-    undo(&admin, dropped).await.expect("restore again");
+    let report = undo(&admin, dropped).await.expect("restore again");
     assert_eq!(texts(&admin, fk).await, ["items_order_id_fkey t"]);
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
     let err = admin
         .batch_execute("INSERT INTO items VALUES (99, 999, 'x')")
         .await

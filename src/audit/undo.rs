@@ -556,6 +556,40 @@ async fn blockers_of(client: &Client, relid: u32) -> Result<Vec<Blocker>, UndoEr
         .map_err(pg("read who holds the table's locks"))
 }
 
+/// The foreign keys a restored table got back NOT VALID (rows of it reference rows that
+/// went while it lay in the bin), as warnings of the report.
+async fn unchecked_foreign_keys(
+    client: &Client,
+    audit: &str,
+    step: &Step,
+    report: &mut UndoReport,
+) -> Result<(), UndoError> {
+    let sql = format!(
+        "SELECT fk ->> 'name' FROM {}.trash t \
+           CROSS JOIN LATERAL pg_catalog.jsonb_array_elements(t.foreign_keys) fk \
+           JOIN pg_catalog.pg_constraint c ON c.conrelid = t.relid AND c.conname = fk ->> 'name' \
+          WHERE t.change_id = $1 AND NOT c.convalidated ORDER BY 1",
+        quote_ident(audit)
+    );
+    for row in client
+        .query(&sql, &[&step.change_id])
+        .await
+        .map_err(pg("read the restored foreign keys"))?
+    {
+        let name: String = row
+            .try_get(0)
+            .map_err(pg("read the restored foreign keys"))?;
+        report.warnings.push(format!(
+            "foreign key {name} of {} is back NOT VALID: some of its rows reference rows that went while it was in the \
+             recycle bin; fix them, then ALTER TABLE {} VALIDATE CONSTRAINT {}",
+            step.table,
+            step.table,
+            quote_ident(&name)
+        ));
+    }
+    Ok(())
+}
+
 /// The undo's tree: the audit schema and the changes it reverses.
 #[derive(Clone, Copy)]
 struct Tree<'a> {
@@ -834,6 +868,9 @@ async fn run(
                     .query_one(&p.step.sql, &[])
                     .await
                     .map_err(pg("move the table"))?;
+                if p.step.action == Action::Restore {
+                    unchecked_foreign_keys(client, audit, &p.step, &mut report).await?;
+                }
                 p.step.planned_rows
             }
             _ => {
