@@ -323,6 +323,11 @@ async fn the_blast_radius_counts_every_row_of_the_statement() {
         .await
         .expect_err("six rows");
     assert!(refused(&err, "6 rows"), "{}", show(&err));
+    assert!(
+        show(&err).contains("counting every row the statement changed"),
+        "{}",
+        show(&err)
+    );
     assert_eq!(
         count(&admin, "SELECT count(*) FROM orders WHERE total = 0").await,
         0

@@ -79,7 +79,8 @@ BEGIN
         MESSAGE = format('pgbelay: refused: %s would change %s rows, more than max_rows (%s)%s',
                          upper(@S@._kind(op, rel)), row_count, v_max,
                          CASE WHEN coalesce(current_setting('pgbelay.parent_id', true), '') <> ''
-                              THEN ' (in a cascade)' ELSE '' END),
+                              THEN ' (counting every row the statement changed, its cascades and other half included)'
+                              ELSE '' END),
         DETAIL = 'statement class: blast radius',
         -- the exact command, the statement quoted for a POSIX shell
         HINT = 'Narrow the WHERE clause, or get an approval: pgbelay approve --sql '
