@@ -352,16 +352,12 @@ BEGIN
     EXECUTE format('ALTER TABLE %s SET SCHEMA %I', v_rel, v_entry.table_schema);
     -- Its foreign keys come back. Rows whose parent went meanwhile keep it from being
     -- checked: then it comes back NOT VALID (new rows are checked; VALIDATE CONSTRAINT once
-    -- the old ones are fixed), with a warning.
+    -- the old ones are fixed), which pgbelay undo reports.
     FOR v_fk IN SELECT * FROM jsonb_array_elements(v_entry.foreign_keys) LOOP
         BEGIN
             EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I %s', v_rel, v_fk ->> 'name', v_fk ->> 'definition');
         EXCEPTION WHEN foreign_key_violation THEN
             EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I %s NOT VALID', v_rel, v_fk ->> 'name', v_fk ->> 'definition');
-            RAISE WARNING 'pgbelay: foreign key % of %.% is back NOT VALID: rows reference rows that are gone',
-                v_fk ->> 'name', v_entry.table_schema, v_entry.table_name
-                USING HINT = format('Fix those rows, then ALTER TABLE %I.%I VALIDATE CONSTRAINT %I',
-                                    v_entry.table_schema, v_entry.table_name, v_fk ->> 'name');
         END;
     END LOOP;
 
