@@ -41,6 +41,8 @@ pub enum IrreversibleKind {
     DropExpression,
     /// ALTER SEQUENCE … RESTART, or an identity column's RESTART.
     SequenceRestart,
+    /// CREATE TABLE … INHERITS, ALTER TABLE … INHERIT: an inheritance child.
+    Inherits,
     /// UPDATE or DELETE without WHERE.
     Unfiltered(WriteKind),
     /// DO block: arbitrary code pgbelay cannot read.
@@ -103,6 +105,7 @@ impl IrreversibleKind {
             Self::DropConstraint => "alter table drop constraint",
             Self::DropExpression => "alter column drop expression",
             Self::SequenceRestart => "sequence restart",
+            Self::Inherits => "inheritance",
             Self::Unfiltered(WriteKind::Update) => "update without where",
             Self::Unfiltered(_) => "delete without where",
             Self::Do => "do block",

@@ -31,6 +31,12 @@ impl Refusal {
             K::AlterColumnType => ("ALTER COLUMN … TYPE rewrites the column's data".into(), approve),
             K::DropConstraint => ("ALTER TABLE … DROP CONSTRAINT loses the constraint".into(), approve),
             K::DropExpression => ("DROP EXPRESSION loses the generated column's expression".into(), approve),
+            K::Inherits => (
+                "an inheritance child makes the parent's reads and writes reach its rows, and pgbelay undo refuses a \
+                 table with inheritance children (its key cannot tell their rows from its own)"
+                    .into(),
+                format!("Use a partition (CREATE TABLE … PARTITION OF) or a table of its own, or run: {approve}"),
+            ),
             K::SequenceRestart => (
                 "RESTART loses the sequence's position: the next values may collide with rows already there".into(),
                 approve,

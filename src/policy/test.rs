@@ -275,6 +275,29 @@ fn restarting_a_sequence_needs_an_approval() {
 }
 
 #[test]
+fn inheritance_children_need_an_approval() {
+    let inherits = StatementClass::Irreversible(IrreversibleKind::Inherits);
+    assert_eq!(
+        class_of("create table archive () inherits (orders)"),
+        inherits
+    );
+    assert_eq!(class_of("alter table archive inherit orders"), inherits);
+    assert!(IrreversibleKind::Inherits.approvable());
+    assert_eq!(
+        class_of("create table orders_2024 partition of orders for values from (1) to (10)"),
+        StatementClass::AdditiveDdl
+    );
+    assert_eq!(
+        class_of("alter table archive no inherit orders"),
+        StatementClass::AdditiveDdl
+    );
+    assert_eq!(
+        class_of("create table copy (like orders)"),
+        StatementClass::AdditiveDdl
+    );
+}
+
+#[test]
 fn functions() {
     assert!(refused("select pg_catalog.lo_unlink(42)"));
     assert!(refused("select 1 from t where lo_unlink(oid) > 0"));

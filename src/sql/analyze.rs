@@ -118,6 +118,8 @@ pub enum AlterAction {
     DropExpression,
     /// `ALTER COLUMN … RESTART`: loses an identity column's sequence position.
     RestartIdentity,
+    /// `INHERIT parent`: the parent's statements reach this table's rows from now on.
+    Inherit,
     /// Anything that a later ALTER can undo.
     Other,
 }
@@ -172,6 +174,9 @@ pub enum Kind {
     CaptureTriggers(&'static str),
     /// `ALTER SEQUENCE … RESTART`: loses the sequence's position.
     SequenceRestart,
+    /// `CREATE TABLE … INHERITS (parent)` (not a partition): the parent's statements
+    /// reach the new table's rows, and undo cannot tell them from the parent's own.
+    Inherits,
     /// A statement type pgbelay does not judge (refused: fail closed).
     Unsupported(&'static str),
 }
@@ -444,6 +449,7 @@ fn ddl_kind(n: &N) -> Kind {
         // REFRESH replaces a materialized view's rows (PostgreSQL refuses it in a read-only
         // transaction), recomputed from its query like CREATE MATERIALIZED VIEW.
         N::CreateTableAsStmt(_) | N::RefreshMatViewStmt(_) => K::AdditiveDdl,
+        N::CreateStmt(c) if !c.inh_relations.is_empty() && c.partbound.is_none() => K::Inherits,
         N::CreateStmt(_)
         | N::IndexStmt(_)
         | N::CreateSchemaStmt(_)
@@ -553,6 +559,7 @@ fn alter_action(cmd: &Node) -> Option<AlterAction> {
         Ok(A::AtAlterColumnType) => AlterAction::AlterColumnType,
         Ok(A::AtDropConstraint) => AlterAction::DropConstraint,
         Ok(A::AtDropExpression) => AlterAction::DropExpression,
+        Ok(A::AtAddInherit) => AlterAction::Inherit,
         Ok(A::AtSetIdentity) if matches!(c.def.as_deref().and_then(|d| d.node.as_ref()), Some(N::List(l)) if restarts(&l.items)) => {
             AlterAction::RestartIdentity
         }
