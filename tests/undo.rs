@@ -83,6 +83,27 @@ async fn drop_to_bin(client: &Client, table: &str) -> Result<i64, tokio_postgres
     result
 }
 
+/// An undo of `id` with `--force`.
+async fn forced(client: &Client, id: i64) -> undo::UndoReport {
+    let options = UndoOptions {
+        force: true,
+        ..UndoOptions::default()
+    };
+    undo::undo(client, AUDIT, id, options)
+        .await
+        .unwrap_or_else(|e| panic!("forced undo of {id}: {e:?}"))
+}
+
+/// The conflicts an undo of `id` is refused with, as printed.
+async fn conflicts_of(client: &Client, id: i64) -> Vec<String> {
+    match undo(client, id).await {
+        Err(UndoError::Conflicts(report)) => {
+            report.conflicts.iter().map(ToString::to_string).collect()
+        }
+        other => panic!("expected conflicts, got {other:?}"),
+    }
+}
+
 async fn undo(client: &Client, id: i64) -> Result<undo::UndoReport, UndoError> {
     undo::undo(client, AUDIT, id, UndoOptions::default()).await
 }
@@ -929,6 +950,41 @@ async fn drops_with_dependents_or_of_the_wrong_tables_are_refused() {
     assert_eq!(sqlstate(&err).as_deref(), Some("42501"));
 }
 
+/// A column added after the change (ADD COLUMN … DEFAULT fills every row) differs from
+/// the change's images (NULL there): a conflict, which says the column has no value in any
+/// image of the change; --force restores the change's own columns.
+#[tokio::test]
+async fn a_column_added_since_is_named_as_such() {
+    let proxy = TestProxy::start().await;
+    let (_db, through, admin) = shop(&proxy).await;
+    through
+        .batch_execute("UPDATE orders SET status = 'shipped' WHERE id = 1")
+        .await
+        .expect("update");
+    let id = last_change(&admin).await;
+    through
+        .batch_execute("ALTER TABLE orders ADD COLUMN vip boolean NOT NULL DEFAULT false")
+        .await
+        .expect("add column");
+    let listed = conflicts_of(&admin, id).await;
+    assert_eq!(
+        listed,
+        [
+            "public.orders (id=1): changed since (columns vip); vip has no value in any image of the change: \
+          added to the table since? (--force restores the others)"
+        ]
+    );
+    forced(&admin, id).await;
+    assert_eq!(
+        texts(
+            &admin,
+            "SELECT format('%s %s', status, vip) FROM orders WHERE id = 1"
+        )
+        .await,
+        ["paid f"]
+    );
+}
+
 #[tokio::test]
 async fn conflicts_are_listed_and_force_goes_ahead() {
     let proxy = TestProxy::start().await;
@@ -971,17 +1027,7 @@ async fn conflicts_are_listed_and_force_goes_ahead() {
         0
     );
 
-    let report = undo::undo(
-        &admin,
-        AUDIT,
-        id,
-        UndoOptions {
-            force: true,
-            ..UndoOptions::default()
-        },
-    )
-    .await
-    .expect("forced");
+    let report = forced(&admin, id).await;
     assert!(report.forced);
     assert_eq!(report.conflicts.len(), 2);
     // The changed column is set back; the later change to total stays; row 3 stays gone.
@@ -1019,11 +1065,7 @@ async fn rows_referencing_an_inserted_row_are_a_conflict() {
         .batch_execute("INSERT INTO items VALUES (7, 6, 'a'), (8, 6, 'b')")
         .await
         .expect("children added later");
-    let err = undo(&admin, id).await.expect_err("conflict");
-    let UndoError::Conflicts(report) = err else {
-        panic!("expected conflicts, got {err:?}");
-    };
-    let listed: Vec<String> = report.conflicts.iter().map(ToString::to_string).collect();
+    let listed = conflicts_of(&admin, id).await;
     assert_eq!(
         listed,
         vec![
@@ -1325,17 +1367,7 @@ async fn tables_without_key_and_lost_columns_are_refused_clearly() {
         panic!("expected lost columns, got {err:?}");
     };
     assert_eq!(columns, &vec!["b".to_string()]);
-    let report = undo::undo(
-        &admin,
-        AUDIT,
-        id,
-        UndoOptions {
-            force: true,
-            ..UndoOptions::default()
-        },
-    )
-    .await
-    .expect("forced");
+    let report = forced(&admin, id).await;
     assert_eq!(report.warnings.len(), 1, "{report:?}");
     assert_eq!(
         texts(&admin, "SELECT (id, a)::text FROM wide").await,

@@ -139,6 +139,10 @@ pub enum ConflictReason {
     Changed {
         /// The columns.
         columns: Vec<String>,
+        /// Those of them with no value in any image of the change: most likely added to
+        /// the table after it (ADD COLUMN … DEFAULT fills every row), not edited since.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        unrecorded: Vec<String>,
     },
     /// The row the change left is gone.
     Gone,
@@ -196,8 +200,22 @@ impl std::fmt::Display for Conflict {
             .collect();
         write!(f, "{} ({}): ", self.table, key.join(", "))?;
         match &self.reason {
-            ConflictReason::Changed { columns } => {
-                write!(f, "changed since (columns {})", columns.join(", "))
+            ConflictReason::Changed {
+                columns,
+                unrecorded,
+            } => {
+                write!(f, "changed since (columns {})", columns.join(", "))?;
+                if !unrecorded.is_empty() {
+                    write!(
+                        f,
+                        "; {} no value in any image of the change: added to the table since? (--force restores the others)",
+                        match unrecorded.as_slice() {
+                            [one] => format!("{one} has"),
+                            many => format!("{} have", many.join(", ")),
+                        }
+                    )?;
+                }
+                Ok(())
             }
             ConflictReason::Gone => f.write_str("row is gone"),
             ConflictReason::Exists => f.write_str("a row with this key exists again"),
@@ -1422,6 +1440,35 @@ async fn lost_columns(client: &Client, images: &Images, x: i64) -> Result<Vec<St
     Ok(found.into_iter().flatten().collect())
 }
 
+/// The table's columns that have no value (NULL) in any image of change `x`.
+async fn never_recorded(
+    client: &Client,
+    images: &Images,
+    x: i64,
+) -> Result<Vec<String>, UndoError> {
+    let mut checks = Vec::new();
+    for c in images.common() {
+        checks.push(format!(
+            "CASE WHEN pg_catalog.bool_or(s.{} IS NOT NULL) THEN NULL ELSE {} END",
+            quote_ident(&c.name),
+            quote_literal(&c.name)?
+        ));
+    }
+    if checks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT pg_catalog.array_remove(ARRAY[{}]::text[], NULL) FROM {} s WHERE s.pgbelay_change_id = {x}",
+        checks.join(", "),
+        images.shadow
+    );
+    client
+        .query_one(&sql, &[])
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(pg("find the columns the change has no value for"))
+}
+
 /// Adds to `report` the rows of `change` that differ now from what the change left.
 async fn conflicts(
     client: &Client,
@@ -1470,6 +1517,8 @@ async fn conflicts(
         images.key_eq("t", "b"),
         images.key_eq("a", "b"),
     );
+    // Columns with no value in any image of the change, read once a changed row needs it.
+    let mut unrecorded: Option<Vec<String>> = None;
     for r in client
         .query(&changed, &[])
         .await
@@ -1481,7 +1530,18 @@ async fn conflicts(
         let reason = if gone {
             ConflictReason::Gone
         } else {
-            ConflictReason::Changed { columns }
+            if unrecorded.is_none() {
+                unrecorded = Some(never_recorded(client, images, x).await?);
+            }
+            let none = unrecorded.as_deref().unwrap_or_default();
+            ConflictReason::Changed {
+                unrecorded: columns
+                    .iter()
+                    .filter(|c| none.contains(c))
+                    .cloned()
+                    .collect(),
+                columns,
+            }
         };
         report
             .conflicts
