@@ -71,12 +71,6 @@ async fn db() -> (String, Client) {
     (db, admin)
 }
 
-async fn refused(client: &Client, sql: &str) -> tokio_postgres::error::DbError {
-    let err = client.batch_execute(sql).await.expect_err(sql);
-    assert_eq!(sqlstate(&err).as_deref(), Some("42501"), "{}", show(&err));
-    err.as_db_error().expect("server error").clone()
-}
-
 #[tokio::test]
 async fn approved_truncate_runs_once_and_records_its_rows() {
     let proxy = proxy().await;

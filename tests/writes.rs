@@ -564,9 +564,7 @@ async fn writes_are_refused_while_a_function_left_replication_role_replica() {
         "UPDATE orders SET total = 0 WHERE id = 1",
         "DELETE FROM orders WHERE id = 2",
     ] {
-        let err = client.batch_execute(sql).await.expect_err(sql);
-        let db_err = err.as_db_error().expect("server error");
-        assert_eq!(db_err.code().code(), "42501", "{sql}: {}", show(&err));
+        let db_err = refused(&client, sql).await;
         assert!(
             db_err
                 .message()
@@ -638,9 +636,7 @@ async fn capture_triggers_cannot_be_renamed_or_disabled() {
         "ALTER TABLE orders DISABLE TRIGGER pgbelay_capture_update",
         "ALTER TABLE orders ENABLE TRIGGER pgbelay_capture_update",
     ] {
-        let err = client.batch_execute(sql).await.expect_err(sql);
-        let db_err = err.as_db_error().expect("server error");
-        assert_eq!(db_err.code().code(), "42501", "{sql}");
+        let db_err = refused(&client, sql).await;
         assert!(
             db_err.message().contains("pgbelay's capture triggers"),
             "{sql}: {}",
@@ -678,12 +674,7 @@ async fn a_reserved_column_name_is_refused_with_a_hint() {
         .await
         .expect("table");
     let client = connect_super(proxy.endpoint(), &db).await;
-    let err = client
-        .batch_execute("INSERT INTO weird VALUES (1, 'x')")
-        .await
-        .expect_err("refused");
-    let db_err = err.as_db_error().expect("server error");
-    assert_eq!(db_err.code().code(), "42501");
+    let db_err = refused(&client, "INSERT INTO weird VALUES (1, 'x')").await;
     assert!(
         db_err.message().contains("pgbelay_image"),
         "{}",

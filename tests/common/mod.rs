@@ -225,6 +225,13 @@ pub async fn connect_url(ep: Endpoint, url: &str) -> Result<Client, tokio_postgr
     Ok(client)
 }
 
+/// Runs `sql`, which pgbelay must refuse (42501), and returns the server error.
+pub async fn refused(client: &Client, sql: &str) -> tokio_postgres::error::DbError {
+    let err = client.batch_execute(sql).await.expect_err(sql);
+    assert_eq!(sqlstate(&err).as_deref(), Some("42501"), "{}", show(&err));
+    err.as_db_error().expect("server error").clone()
+}
+
 /// The one value (an int8) `sql` returns.
 pub async fn count(client: &Client, sql: &str) -> i64 {
     client.query_one(sql, &[]).await.expect(sql).get(0)
